@@ -1,0 +1,71 @@
+"""`HAAlgorithm.training_step`: sample → one agent order from the driver → update → sync."""
+
+from __future__ import annotations
+
+import numpy as np
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    ENV_RUNNER_RESULTS,
+    ENV_RUNNER_SAMPLING_TIMER,
+    LEARNER_RESULTS,
+    LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_MODULE_STEPS_TRAINED_LIFETIME,
+    SYNCH_WORKER_WEIGHTS_TIMER,
+    TIMERS,
+)
+
+
+class HAAlgorithm(Algorithm):
+    """Base of HAPPO / HATRPO / HAA2C / MAPPO: on-policy, one centralized critic."""
+
+    def setup(self, config) -> None:
+        super().setup(config)
+        self._order_rng = np.random.default_rng(self.config.seed)
+
+    def draw_agent_order(self) -> list[str]:
+        """The iteration's update order: a fresh random permutation (HARL: torch.randperm),
+        or the sorted team when `fixed_order`. Drawn here, on the driver, and sent to every
+        learner, so that several learners agree."""
+        agents = list(self.config.get_team_spec().agents)
+        if self.config.fixed_order:
+            return agents
+        return [agents[i] for i in self._order_rng.permutation(len(agents))]
+
+    def training_step(self) -> None:
+        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+            episodes, env_runner_results = synchronous_parallel_sample(
+                worker_set=self.env_runner_group,
+                max_env_steps=self.config.total_train_batch_size,
+                sample_timeout_s=self.config.sample_timeout_s,
+                _uses_new_env_runners=True,
+                _return_metrics=True,
+            )
+            if not episodes:
+                return
+            self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+
+        order = self.draw_agent_order()
+        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+            learner_results = self.learner_group.update(
+                episodes=episodes,
+                timesteps={
+                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
+                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
+                    ),
+                    NUM_MODULE_STEPS_TRAINED_LIFETIME: self.metrics.peek(
+                        (LEARNER_RESULTS, ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME), default=0
+                    ),
+                },
+                agent_order=order,
+            )
+            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+        with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
+            self.env_runner_group.sync_weights(
+                from_worker_or_learner_group=self.learner_group,
+                policies=self.config.actor_module_ids(),
+                inference_only=True,
+            )

@@ -1,0 +1,31 @@
+"""Episode metrics every HA algorithm reports: the team return and env episode stats."""
+
+from __future__ import annotations
+
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from harl_rllib.envs.contract import EPISODE_STATS_KEY
+
+TEAM_RETURN = "team_episode_return_mean"
+
+
+class TeamMetricsCallback(RLlibCallback):
+    """Logs `team_episode_return_mean` (HARL's "average episode reward") and env stats.
+
+    RLlib's `episode_return_mean` sums all agents' rewards, i.e. n × the team return
+    when every agent gets the team reward; HARL reports the team return itself.
+    """
+
+    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+        if metrics_logger is None:
+            return
+        returns = [sa.get_return() for sa in episode.agent_episodes.values()]
+        if returns:
+            metrics_logger.log_value(TEAM_RETURN, sum(returns) / len(returns), reduce="mean", window=100)
+        for sa in episode.agent_episodes.values():
+            info = sa.get_infos(-1)
+            stats = info.get(EPISODE_STATS_KEY) if isinstance(info, dict) else None
+            if stats:
+                for key, value in stats.items():
+                    metrics_logger.log_value(key, float(value), reduce="mean", window=100)
+            break

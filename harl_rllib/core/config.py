@@ -1,0 +1,333 @@
+"""`HAConfig`: the settings shared by the on-policy HA family, with HARL's defaults.
+
+RLlib's names where RLlib has one (`lr`, `gamma`, `lambda_`, `num_epochs`,
+`minibatch_size`, `clip_param`, `entropy_coeff`, `train_batch_size_per_learner`);
+HARL's names elsewhere (`critic_lr`, `critic_epoch`, `fixed_order`, `share_param`,
+`use_valuenorm`, `use_huber_loss`, `huber_delta`, `max_grad_norm`, ...).
+
+The config also knows the team: it builds one env on the driver to read the agents,
+their spaces and the state space, so that bad input fails here, before any Ray
+worker starts, and so that it can hand RLlib the full MultiRLModuleSpec (one actor
+per agent, or one shared actor, plus the learner-only centralized critic).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from ray.rllib.algorithms.algorithm_config import AlgorithmConfig, NotProvided
+from ray.rllib.connectors.learner import LearnerConnectorPipeline
+from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+from typing_extensions import Self
+
+from harl_rllib.core.actor import ACTOR_DEFAULTS, HAActorTorchRLModule, split_obs
+from harl_rllib.core.critic import CRITIC_MODULE_ID, CentralCriticTorchRLModule
+
+SHARED_ACTOR_ID = "shared_actor"
+_TEAM_CACHE: dict[str, TeamSpec] = {}
+
+
+@dataclass(frozen=True)
+class TeamSpec:
+    """What the algorithm must know of the env: the agents, their spaces, the state."""
+
+    agents: tuple[str, ...]
+    observation_spaces: dict[str, gym.Space]
+    action_spaces: dict[str, gym.Space]
+    state_space: gym.spaces.Box
+    has_state: bool
+
+
+def team_spec_from_env(env: MultiAgentEnv, state_type: str = "EP") -> TeamSpec:
+    """Read the team from an env instance (see envs/contract.py)."""
+    if not isinstance(env, MultiAgentEnv):
+        raise ValueError(f"harl_rllib needs a ray.rllib MultiAgentEnv; got {type(env).__name__}")
+    agents = tuple(sorted(env.possible_agents))
+    if not agents:
+        raise ValueError("The env has no agents (`possible_agents` is empty).")
+    obs = {a: env.get_observation_space(a) for a in agents}
+    act = {a: env.get_action_space(a) for a in agents}
+    for a in agents:
+        split_obs(obs[a])  # raises a clear error for unsupported observation spaces
+        if not isinstance(act[a], (gym.spaces.Discrete, gym.spaces.Box)):
+            raise ValueError(f"Agent {a!r}: action space must be Discrete or Box; got {act[a]}")
+    state_space = getattr(env, "state_space", None)
+    if state_space is not None:
+        has_state = True
+    else:
+        if state_type == "FP":
+            raise ValueError("state_type='FP' needs an env that provides `state_space` and info['state'].")
+        has_state = False
+        dim = sum(int(np.prod(split_obs(obs[a])[0].shape)) for a in agents)
+        state_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+    return TeamSpec(agents, obs, act, state_space, has_state)
+
+
+def _agent_to_module(agent_id: str, *args, share_param: bool = False, **kwargs) -> str:
+    return SHARED_ACTOR_ID if share_param else agent_id
+
+
+class HAConfig(AlgorithmConfig):
+    """Base config for HAPPO, HATRPO, HAA2C and MAPPO (see module doc)."""
+
+    def __init__(self, algo_class=None) -> None:
+        super().__init__(algo_class=algo_class)
+        # HARL defaults (configs/algos_cfgs/happo.yaml).
+        self.lr = 5e-4
+        self.critic_lr = 5e-4
+        self.opti_eps = 1e-5
+        self.weight_decay = 0.0
+        self.gamma = 0.99
+        self.lambda_ = 0.95
+        self.num_epochs = 5  # HARL: ppo_epoch
+        self.critic_epoch = 5
+        self.minibatch_size = None  # None: the whole batch (HARL: actor_num_mini_batch=1)
+        self.critic_minibatch_size = None
+        self.clip_param = 0.2
+        self.entropy_coeff = 0.01
+        self.value_loss_coef = 1.0
+        self.use_max_grad_norm = True
+        self.max_grad_norm = 10.0
+        self.use_clipped_value_loss = True
+        self.use_huber_loss = True
+        self.huber_delta = 10.0
+        self.use_valuenorm = True
+        self.use_policy_active_masks = True
+        self.fixed_order = False
+        self.share_param = False
+        self.sequential_update = True
+        self.state_type = "EP"
+        self.actor_model = dict(ACTOR_DEFAULTS)
+        self.critic_hidden_sizes = [128, 128]
+        self.train_batch_size_per_learner = 4000  # HARL MPE: 200 steps × 20 envs
+        self.num_env_runners = 0
+        self.num_envs_per_env_runner = 4
+        self.batch_mode = "truncate_episodes"
+        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
+        self.add_default_connectors_to_learner_pipeline = False
+        # Team-stats callback (episode team return, env episode stats).
+        from harl_rllib.core.callbacks import TeamMetricsCallback
+
+        self.callbacks_class = TeamMetricsCallback
+
+    def training(
+        self,
+        *,
+        lambda_: float = NotProvided,
+        clip_param: float = NotProvided,
+        entropy_coeff: float = NotProvided,
+        critic_lr: float = NotProvided,
+        critic_epoch: int = NotProvided,
+        critic_minibatch_size: int | None = NotProvided,
+        opti_eps: float = NotProvided,
+        weight_decay: float = NotProvided,
+        value_loss_coef: float = NotProvided,
+        use_max_grad_norm: bool = NotProvided,
+        max_grad_norm: float = NotProvided,
+        use_clipped_value_loss: bool = NotProvided,
+        use_huber_loss: bool = NotProvided,
+        huber_delta: float = NotProvided,
+        use_valuenorm: bool = NotProvided,
+        use_policy_active_masks: bool = NotProvided,
+        fixed_order: bool = NotProvided,
+        share_param: bool = NotProvided,
+        sequential_update: bool = NotProvided,
+        state_type: str = NotProvided,
+        actor_model: dict = NotProvided,
+        critic_hidden_sizes: list = NotProvided,
+        **kwargs,
+    ) -> Self:
+        """Sets the training settings; all of RLlib's `training()` arguments work too.
+
+        Args:
+            critic_lr: The critic's Adam learning rate (`lr` is the actors').
+            critic_epoch: Epochs of critic training per iteration.
+            critic_minibatch_size: Critic minibatch rows (None: the whole batch).
+            opti_eps, weight_decay: Adam's eps and weight decay (actors and critic).
+            value_loss_coef: Scale of the critic loss.
+            use_max_grad_norm, max_grad_norm: Clip each network's gradient norm.
+            use_clipped_value_loss: PPO-style clipping of the value change (by clip_param).
+            use_huber_loss, huber_delta: Huber instead of squared error for the critic.
+            use_valuenorm: Normalize value targets with running statistics.
+            use_policy_active_masks: Dead agents' rows carry no weight in actor losses.
+            fixed_order: Update agents in their sorted order instead of a random
+                permutation each iteration.
+            share_param: One actor for all agents (spaces must match).
+            sequential_update: The HA update (factor M); False = all agents updated
+                on the plain advantage, as MAPPO (the paper's ablation).
+            state_type: "EP" (one global state) or "FP" (one state per agent).
+            actor_model: Actor network settings (hidden_sizes, activation,
+                use_feature_normalization, gain, std_x_coef, std_y_coef).
+            critic_hidden_sizes: The critic MLP's hidden sizes.
+        """
+        super().training(**kwargs)
+        for name, value in dict(
+            lambda_=lambda_,
+            clip_param=clip_param,
+            entropy_coeff=entropy_coeff,
+            critic_lr=critic_lr,
+            critic_epoch=critic_epoch,
+            critic_minibatch_size=critic_minibatch_size,
+            opti_eps=opti_eps,
+            weight_decay=weight_decay,
+            value_loss_coef=value_loss_coef,
+            use_max_grad_norm=use_max_grad_norm,
+            max_grad_norm=max_grad_norm,
+            use_clipped_value_loss=use_clipped_value_loss,
+            use_huber_loss=use_huber_loss,
+            huber_delta=huber_delta,
+            use_valuenorm=use_valuenorm,
+            use_policy_active_masks=use_policy_active_masks,
+            fixed_order=fixed_order,
+            share_param=share_param,
+            sequential_update=sequential_update,
+            state_type=state_type,
+            critic_hidden_sizes=critic_hidden_sizes,
+        ).items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+        if actor_model is not NotProvided:
+            self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
+        return self
+
+    # ---- the team -----------------------------------------------------------------
+
+    def _make_env(self) -> MultiAgentEnv:
+        from ray.rllib.env.env_context import EnvContext
+        from ray.tune.registry import ENV_CREATOR, _global_registry
+
+        ctx = EnvContext(dict(self.env_config or {}), worker_index=0)
+        if isinstance(self.env, str):
+            if _global_registry.contains(ENV_CREATOR, self.env):
+                return _global_registry.get(ENV_CREATOR, self.env)(ctx)
+            raise ValueError(
+                f"Unknown env {self.env!r}: register it with ray.tune.registry.register_env "
+                "or pass the MultiAgentEnv class to `.environment(...)`."
+            )
+        if isinstance(self.env, type):
+            return self.env(ctx)
+        raise ValueError("Set the env with `.environment(env=...)` (a registered name or a MultiAgentEnv class).")
+
+    def get_team_spec(self) -> TeamSpec:
+        """The team of the configured env (built once per env and env_config)."""
+        key = json.dumps([repr(self.env), self.env_config, self.state_type], sort_keys=True, default=repr)
+        if key not in _TEAM_CACHE:
+            env = self._make_env()
+            try:
+                _TEAM_CACHE[key] = team_spec_from_env(env, self.state_type)
+            finally:
+                close = getattr(env, "close", None)
+                if close is not None:
+                    close()
+        return _TEAM_CACHE[key]
+
+    def actor_module_ids(self) -> list[str]:
+        return [SHARED_ACTOR_ID] if self.share_param else list(self.get_team_spec().agents)
+
+    def module_for(self, agent_id: str) -> str:
+        return _agent_to_module(agent_id, share_param=self.share_param)
+
+    def get_multi_rl_module_spec(self, *, inference_only: bool = False, **kwargs) -> MultiRLModuleSpec:
+        """One actor spec per agent (or one shared), plus the learner-only critic."""
+        team = self.get_team_spec()
+        specs = {}
+        for aid in team.agents:
+            mid = self.module_for(aid)
+            if mid not in specs:
+                specs[mid] = RLModuleSpec(
+                    module_class=HAActorTorchRLModule,
+                    observation_space=team.observation_spaces[aid],
+                    action_space=team.action_spaces[aid],
+                    model_config=dict(self.actor_model),
+                    inference_only=inference_only,
+                )
+        if not inference_only:
+            specs[CRITIC_MODULE_ID] = RLModuleSpec(
+                module_class=CentralCriticTorchRLModule,
+                observation_space=team.state_space,
+                action_space=gym.spaces.Discrete(1),
+                model_config={"hidden_sizes": list(self.critic_hidden_sizes), "use_valuenorm": self.use_valuenorm},
+                learner_only=True,
+            )
+        return MultiRLModuleSpec(rl_module_specs=specs)
+
+    def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
+        return self.get_multi_rl_module_spec()
+
+    def build_learner_connector(self, input_observation_space, input_action_space, device=None):
+        """Only the team batch builder: per-module batching and per-module GAE do not apply."""
+        from harl_rllib.core.team_batch import TeamBatchBuilder
+
+        team = self.get_team_spec()
+        custom = []
+        if self._learner_connector is not None:
+            val = self._learner_connector(input_observation_space, input_action_space)
+            custom = list(val) if isinstance(val, (list, tuple)) else [val]
+        builder = TeamBatchBuilder(
+            agents=team.agents,
+            gamma=self.gamma,
+            lambda_=self.lambda_,
+            state_type=self.state_type,
+            has_state=team.has_state,
+            device=device or "cpu",
+        )
+        return LearnerConnectorPipeline(
+            connectors=[*custom, builder],
+            input_observation_space=input_observation_space,
+            input_action_space=input_action_space,
+        )
+
+    # ---- validation ---------------------------------------------------------------
+
+    def validate(self) -> None:
+        super().validate()
+        self._validate_ha_settings()
+        # Map agents to modules consistently with share_param, whichever way it was set.
+        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=self.share_param)
+        self.policies = {mid: None for mid in self.actor_module_ids()}
+
+    def _validate_ha_settings(self) -> None:
+        def positive(name: str, integer: bool = False) -> None:
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (integer and int(v) != v):
+                self._value_error(f"`{name}` must be a positive {'integer' if integer else 'number'}; got {v!r}")
+
+        for name in ("lr", "critic_lr", "opti_eps", "max_grad_norm", "huber_delta", "clip_param"):
+            positive(name)
+        for name in ("num_epochs", "critic_epoch", "train_batch_size_per_learner"):
+            positive(name, integer=True)
+        if not 0.0 <= self.gamma <= 1.0:
+            self._value_error(f"`gamma` must be in [0, 1]; got {self.gamma}")
+        if not 0.0 <= self.lambda_ <= 1.0:
+            self._value_error(f"`lambda_` must be in [0, 1]; got {self.lambda_}")
+        if isinstance(self.entropy_coeff, (int, float)) and self.entropy_coeff < 0:
+            self._value_error(f"`entropy_coeff` must be >= 0; got {self.entropy_coeff}")
+        if self.state_type not in ("EP", "FP"):
+            self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
+        for name in ("minibatch_size", "critic_minibatch_size"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                self._value_error(f"`{name}` must be None (whole batch) or a positive integer; got {v!r}")
+        if self.env is None:
+            self._value_error("No env: set one with `.environment(env=...)`.")
+        team = self.get_team_spec()
+        if self.share_param:
+            a0 = team.agents[0]
+            for a in team.agents[1:]:
+                if (
+                    team.observation_spaces[a] != team.observation_spaces[a0]
+                    or team.action_spaces[a] != team.action_spaces[a0]
+                ):
+                    self._value_error(
+                        "share_param=True needs every agent to have the same observation and action "
+                        f"spaces, but {a0!r} has ({team.observation_spaces[a0]}, {team.action_spaces[a0]}) "
+                        f"and {a!r} has ({team.observation_spaces[a]}, {team.action_spaces[a]}). "
+                        "Use share_param=False (one actor per agent)."
+                    )

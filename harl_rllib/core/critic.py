@@ -1,0 +1,93 @@
+"""The team's centralized critic V(state) and HARL's value normalization.
+
+A learner-only RLModule: env runners never build it; it lives on the learners, where
+the joint advantage is computed and the critic is trained after the actors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.rl_module.torch import TorchRLModule
+from torch import nn
+
+from harl_rllib.core.networks import flat_dim, init_layer, mlp_base
+
+CRITIC_MODULE_ID = "__central_critic__"
+STATE = "state"
+VALUES = "values"
+
+CRITIC_DEFAULTS: dict[str, Any] = {
+    "hidden_sizes": [128, 128],
+    "activation": "relu",
+    "use_feature_normalization": True,
+    "use_valuenorm": True,
+}
+
+
+class ValueNorm(nn.Module):
+    """Running mean/variance of value targets with debiasing (HARL's `ValueNorm`).
+
+    EMA with weight β per update call; var clamped at 1e-2 from below. Buffers, not
+    parameters: saved with the module's state, never touched by the optimizer.
+    """
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5) -> None:
+        super().__init__()
+        self.beta, self.epsilon = beta, epsilon
+        self.register_buffer("running_mean", torch.zeros(1))
+        self.register_buffer("running_mean_sq", torch.zeros(1))
+        self.register_buffer("debiasing_term", torch.zeros(()))
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        d = self.debiasing_term.clamp(min=self.epsilon)
+        mean, mean_sq = self.running_mean / d, self.running_mean_sq / d
+        return mean, (mean_sq - mean**2).clamp(min=1e-2)
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        w = self.beta
+        self.running_mean.mul_(w).add_(x.mean() * (1 - w))
+        self.running_mean_sq.mul_(w).add_((x**2).mean() * (1 - w))
+        self.debiasing_term.mul_(w).add_(1 - w)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_var()
+        return (x - mean) / torch.sqrt(var)
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = self.mean_var()
+        return x * torch.sqrt(var) + mean
+
+
+class CentralCriticTorchRLModule(TorchRLModule):
+    """V(s) over the global state; outputs live in normalized space when valuenorm is on.
+
+    The observation space of this module is the state space (EP: one state for the
+    team; FP: one state per agent, the network shared).
+    """
+
+    def setup(self) -> None:
+        cfg = {**CRITIC_DEFAULTS, **(self.model_config or {})}
+        dim = flat_dim(self.observation_space)
+        self.base = mlp_base(dim, cfg["hidden_sizes"], cfg["activation"], cfg["use_feature_normalization"])
+        last = cfg["hidden_sizes"][-1] if cfg["hidden_sizes"] else dim
+        self.v_out = init_layer(nn.Linear(last, 1), 1.0)
+        self.value_norm = ValueNorm() if cfg["use_valuenorm"] else None
+
+    def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
+        return {VALUES: self.values(batch[STATE])}
+
+    def values(self, state: torch.Tensor) -> torch.Tensor:
+        """Raw network output V(s) (normalized space if valuenorm is on), shape (B,)."""
+        return self.v_out(self.base(state.float().reshape(state.shape[0], -1))).squeeze(-1)
+
+    @torch.no_grad()
+    def denormalized_values(self, state: np.ndarray, device: Any = "cpu") -> np.ndarray:
+        """V(s) in return space, for GAE."""
+        v = self.values(torch.as_tensor(state, device=device))
+        if self.value_norm is not None:
+            v = self.value_norm.denormalize(v)
+        return v.cpu().numpy()

@@ -1,0 +1,266 @@
+"""`HATorchLearner`: the sequential update, written once for the on-policy HA family.
+
+RLlib's `TorchLearner._update` sums every module's loss into one backward pass, which
+cannot express "agent i trains on what agents before it have already done". So
+`update()` is overridden: build the team batch once (the learner connector), then
+
+    M ← 1
+    for agent i_m in the iteration's order (drawn by the driver, same on every learner):
+        actor_step(i_m, A, M)                   # each algorithm's own step
+        M ← M · π_new(a|o) / π_old(a|o)         # detached, whole batch
+    critic_step()
+
+Subclasses implement only `actor_step` (HAPPO: clipped, HAA2C: unclipped, HATRPO:
+natural gradient).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.torch.torch_learner import TorchLearner
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    NUM_ENV_STEPS_TRAINED,
+    NUM_ENV_STEPS_TRAINED_LIFETIME,
+    NUM_MODULE_STEPS_TRAINED,
+    NUM_MODULE_STEPS_TRAINED_LIFETIME,
+)
+
+from harl_rllib.core.advantages import standardize_masked
+from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+from harl_rllib.core.losses import masked_mean, value_loss
+from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
+
+FACTOR_MEAN = "factor_mean"
+UPDATE_POSITION = "update_position"
+
+
+def minibatch_indices(n: int, minibatch_size: int | None, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """HARL's feed-forward sampler: one permutation, ⌊n / size⌋ minibatches."""
+    if minibatch_size is None or minibatch_size >= n:
+        yield torch.arange(n)
+        return
+    perm = torch.randperm(n, generator=generator)
+    for i in range(n // minibatch_size):
+        yield perm[i * minibatch_size : (i + 1) * minibatch_size]
+
+
+def index_rows(data: Any, idx: torch.Tensor) -> Any:
+    return tree.map_structure(lambda x: x[idx], data)
+
+
+class HATorchLearner(TorchLearner):
+    """The shared learner of HAPPO / HATRPO / HAA2C / MAPPO (see module doc)."""
+
+    def build(self) -> None:
+        super().build()
+        self._generator = torch.Generator().manual_seed(int(self.config.seed or 0))
+        # Introspection for tests and debugging: the factor each agent trained with.
+        self.last_factors: dict[str, torch.Tensor] = {}
+        self.last_order: list[str] = []
+
+    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
+        """Adam with HARL's eps; the critic with `critic_lr`."""
+        module = self._module[module_id]
+        params = self.get_parameters(module)
+        lr = self.config.critic_lr if module_id == CRITIC_MODULE_ID else self.config.lr
+        optim = torch.optim.Adam(params, lr=lr, eps=self.config.opti_eps, weight_decay=self.config.weight_decay)
+        self.register_optimizer(module_id=module_id, optimizer=optim, params=params, lr_or_lr_schedule=lr)
+
+    # ---- the update -----------------------------------------------------------------
+
+    def update(
+        self,
+        batch=None,
+        batches=None,
+        batch_refs=None,
+        episodes=None,
+        episodes_refs=None,
+        data_iterators=None,
+        training_data: TrainingData | None = None,
+        *,
+        timesteps: dict | None = None,
+        agent_order: Sequence[str] | None = None,
+        _no_metrics_reduce: bool = False,
+        **kwargs,
+    ):
+        """One iteration of HA training on the given episodes (see module doc)."""
+        self._check_is_built()
+        self.before_gradient_based_update(timesteps=timesteps or {})
+        if training_data is None:
+            training_data = TrainingData(episodes=episodes, episodes_refs=episodes_refs)
+        training_data.validate()
+        training_data.solve_refs()
+        if training_data.episodes is None:
+            raise ValueError("HA learners train from episodes (the team batch needs whole trajectories).")
+        self._weights_seq_no += 1
+
+        np_batch = self._learner_connector(
+            rl_module=self.module,
+            batch={},
+            episodes=training_data.episodes,
+            shared_data={},
+            metrics=self.metrics,
+        )
+        team = tree.map_structure(lambda x: torch.as_tensor(x, device=self._device), np_batch)
+        agents = list(self.config.get_team_spec().agents)
+        order = list(agent_order) if agent_order is not None else agents
+        if sorted(order) != sorted(agents):
+            raise ValueError(f"agent_order {order} is not a permutation of the team {agents}")
+
+        self.train_actors(team, order)
+        self.critic_step(team[CRITIC_MODULE_ID])
+        self._log_counts(team, agents, sum(len(e) for e in training_data.episodes))
+        self.after_gradient_based_update(timesteps=timesteps or {})
+        if not _no_metrics_reduce:
+            return self.metrics.reduce()
+
+    def advantages_for(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Standardized advantages per agent, as HARL: per agent over its alive rows (EP),
+        jointly over all agents' alive rows (FP)."""
+        if self.config.state_type == "FP":
+            adv = np.concatenate([team[a][ADVANTAGES].cpu().numpy() for a in agents])
+            alive = np.concatenate([team[a][ALIVE].cpu().numpy() for a in agents])
+            n = len(team[agents[0]][ADVANTAGES])
+            norm = standardize_masked(adv, alive)
+            return {a: torch.as_tensor(norm[i * n : (i + 1) * n], device=self._device) for i, a in enumerate(agents)}
+        return {
+            a: torch.as_tensor(
+                standardize_masked(team[a][ADVANTAGES].cpu().numpy(), team[a][ALIVE].cpu().numpy()),
+                device=self._device,
+            )
+            for a in agents
+        }
+
+    def train_actors(self, team: dict, order: Sequence[str]) -> None:
+        """The sequential loop (HA algorithms) or the simultaneous one (MAPPO)."""
+        advantages = self.advantages_for(team, order)
+        self.last_order = list(order)
+        self.last_factors = {}
+        if not self.config.sequential_update:
+            # Simultaneous: every module trains once on its agents' rows, factor 1.
+            by_module: dict[str, list[str]] = {}
+            for aid in order:
+                by_module.setdefault(self.config.module_for(aid), []).append(aid)
+            for mid, aids in by_module.items():
+                data = tree.map_structure(lambda *xs: torch.cat(xs), *[team[a] for a in aids])
+                adv = torch.cat([advantages[a] for a in aids])
+                ones = torch.ones_like(adv)
+                for a in aids:
+                    self.last_factors[a] = torch.ones_like(advantages[a])
+                self.actor_step(mid, data, adv, ones)
+            return
+
+        factor = torch.ones_like(advantages[order[0]])
+        for position, aid in enumerate(order):
+            mid = self.config.module_for(aid)
+            data = team[aid]
+            self.last_factors[aid] = factor.clone()
+            self.metrics.log_value((mid, FACTOR_MEAN), factor.mean().item(), window=1)
+            self.metrics.log_value((mid, UPDATE_POSITION), position, window=1)
+            with torch.no_grad():
+                logp_old, _ = self.logp_entropy(mid, data)
+            self.actor_step(mid, data, advantages[aid], factor)
+            with torch.no_grad():
+                logp_new, _ = self.logp_entropy(mid, data)
+                factor = factor * torch.exp(logp_new - logp_old)
+
+    def logp_entropy(self, module_id: str, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Joint log-probability of the taken actions and the entropy, under the
+        current actor (action masks applied inside the module)."""
+        module = self.module[module_id].unwrapped()
+        out = module.forward_train({Columns.OBS: data[Columns.OBS]})
+        dist = module.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+        return dist.logp(data[Columns.ACTIONS]), dist.entropy()
+
+    def policy_mask(self, data: dict) -> torch.Tensor:
+        return data[ALIVE] if self.config.use_policy_active_masks else torch.ones_like(data[ALIVE])
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        raise NotImplementedError(
+            "HA learners do not use RLlib's one-backward-pass update; see `update()` and `actor_step()`."
+        )
+
+    @abc.abstractmethod
+    def actor_step(self, module_id: str, data: dict, advantages: torch.Tensor, factor: torch.Tensor) -> None:
+        """Train one actor on its agent's rows, with advantages weighted by `factor`."""
+
+    # ---- shared by gradient-based actor steps ---------------------------------------
+
+    def gradient_step(self, module_id: str, loss: torch.Tensor) -> float:
+        """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step."""
+        optim = self.get_optimizer(module_id)
+        params = self.get_parameters(self.module[module_id])
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.use_max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        else:
+            norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        optim.step()
+        return float(norm)
+
+    def log_actor_metrics(self, module_id: str, **values: float) -> None:
+        for key, value in values.items():
+            self.metrics.log_value((module_id, key), value, window=1)
+
+    # ---- the critic -------------------------------------------------------------------
+
+    def critic_step(self, data: dict) -> None:
+        """HARL's V-critic training: value-normalized targets, clipped Huber loss."""
+        cfg = self.config
+        critic = self.module[CRITIC_MODULE_ID].unwrapped()
+        n = len(data[VALUE_TARGETS])
+        ones = torch.ones(n, device=self._device)
+        for _ in range(cfg.critic_epoch):
+            for idx in minibatch_indices(n, cfg.critic_minibatch_size, self._generator):
+                targets = data[VALUE_TARGETS][idx]
+                if critic.value_norm is not None:
+                    critic.value_norm.update(targets)
+                    targets = critic.value_norm.normalize(targets)
+                values = critic.values(data[STATE][idx])
+                loss = cfg.value_loss_coef * value_loss(
+                    values,
+                    data[VALUES][idx],
+                    targets,
+                    ones[idx],
+                    clip_param=cfg.clip_param,
+                    use_clipped_value_loss=cfg.use_clipped_value_loss,
+                    use_huber_loss=cfg.use_huber_loss,
+                    huber_delta=cfg.huber_delta,
+                )
+                grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss)
+        explained = 1 - torch.var(data[VALUE_TARGETS] - self._denorm_values(critic, data[STATE])) / torch.var(
+            data[VALUE_TARGETS]
+        ).clamp(min=1e-8)
+        self.log_actor_metrics(
+            CRITIC_MODULE_ID,
+            value_loss=float(loss),
+            critic_grad_norm=grad_norm,
+            vf_explained_var=float(explained),
+        )
+
+    @torch.no_grad()
+    def _denorm_values(self, critic, state: torch.Tensor) -> torch.Tensor:
+        v = critic.values(state)
+        return critic.value_norm.denormalize(v) if critic.value_norm is not None else v
+
+    def _log_counts(self, team: dict, agents: Sequence[str], env_steps: int) -> None:
+        for aid in agents:
+            mid = self.config.module_for(aid)
+            n = len(team[aid][ALIVE])
+            for key, reduce in ((NUM_MODULE_STEPS_TRAINED, "sum"), (NUM_MODULE_STEPS_TRAINED_LIFETIME, "lifetime_sum")):
+                self.metrics.log_value((mid, key), n, reduce=reduce)
+                self.metrics.log_value((ALL_MODULES, key), n, reduce=reduce)
+        self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED), env_steps, reduce="sum")
+        self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), env_steps, reduce="lifetime_sum")
+
+
+__all__ = ["HATorchLearner", "masked_mean", "minibatch_indices", "index_rows"]

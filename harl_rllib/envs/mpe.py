@@ -1,0 +1,69 @@
+"""MPE (package `mpe2`) as a team `MultiAgentEnv` that follows harl_rllib's contract."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+from harl_rllib.envs.contract import ALIVE_KEY, STATE_KEY
+
+MPE_TASKS = ("simple_spread_v3", "simple_speaker_listener_v4", "simple_reference_v3")
+
+
+class MPETeamEnv(MultiAgentEnv):
+    """An mpe2 scenario with a team reward and the global state.
+
+    env_config: ``task`` (one of MPE_TASKS), ``continuous_actions`` (bool, actions in
+    mpe2's [0, 1]), ``max_cycles`` (episode length, 25), and any further keyword the
+    scenario takes (e.g. ``N`` for simple_spread). The team reward is the sum of the
+    agents' rewards, given to every agent, as HARL does.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        config = dict(config or {})
+        task = config.pop("task", "simple_spread_v3")
+        if task not in MPE_TASKS:
+            raise ValueError(f"Unknown MPE task {task!r}; known tasks: {', '.join(MPE_TASKS)}")
+        config.setdefault("max_cycles", 25)
+        config.setdefault("continuous_actions", False)
+        self._seed = config.pop("seed", None)
+        module = importlib.import_module(f"mpe2.{task}")
+        self.env = module.parallel_env(**config)
+        self.possible_agents = sorted(self.env.possible_agents)
+        self.agents = list(self.possible_agents)
+        self.observation_spaces = {a: self.env.observation_space(a) for a in self.possible_agents}
+        self.action_spaces = {a: self.env.action_space(a) for a in self.possible_agents}
+        self.state_space = self.env.state_space
+
+    def _infos(self) -> dict[str, dict]:
+        state = self.env.state().astype(np.float32)
+        return {a: {STATE_KEY: state, ALIVE_KEY: True} for a in self.possible_agents}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self._seed is not None:
+            seed, self._seed = self._seed, None
+        obs, _ = self.env.reset(seed=seed, options=options)
+        self.agents = list(self.possible_agents)
+        return {a: obs[a] for a in self.possible_agents}, self._infos()
+
+    def step(self, action_dict: dict[str, Any]):
+        obs, rew, term, trunc, _ = self.env.step(action_dict)
+        team = float(sum(rew.values()))
+        done_term = all(term.values())
+        done_trunc = all(trunc.values())
+        terminateds = {a: bool(term[a]) for a in self.possible_agents}
+        truncateds = {a: bool(trunc[a]) for a in self.possible_agents}
+        terminateds["__all__"], truncateds["__all__"] = done_term, done_trunc and not done_term
+        if done_term or done_trunc:
+            self.agents = []
+        return (
+            {a: obs[a] for a in self.possible_agents},
+            {a: team for a in self.possible_agents},
+            terminateds,
+            truncateds,
+            self._infos(),
+        )

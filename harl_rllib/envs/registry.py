@@ -1,0 +1,33 @@
+"""Env names for `train.py` and Tune: name → (class, known tasks)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ray.tune.registry import register_env
+
+from harl_rllib.envs.mpe import MPE_TASKS, MPETeamEnv
+
+# name → (env class, tasks or None when any task name is accepted by the class)
+ENVS: dict[str, tuple[Callable[[dict], Any], tuple[str, ...] | None]] = {
+    "mpe": (MPETeamEnv, MPE_TASKS),
+}
+
+
+def env_id(name: str) -> str:
+    """The name under which an env is registered with Tune (`config.environment(...)`)."""
+    return f"harl_{name}"
+
+
+def check_env(name: str, task: str | None) -> None:
+    """Raise a clear ValueError for an unknown env or task, before anything starts."""
+    if name not in ENVS:
+        raise ValueError(f"Unknown env {name!r}; known envs: {', '.join(sorted(ENVS))}")
+    tasks = ENVS[name][1]
+    if task is not None and tasks is not None and task not in tasks:
+        raise ValueError(f"Unknown {name} task {task!r}; known tasks: {', '.join(tasks)}")
+
+
+def register_envs() -> None:
+    for name, (cls, _) in ENVS.items():
+        register_env(env_id(name), cls)
