@@ -242,7 +242,7 @@ class HATorchLearner(TorchLearner):
         ).clamp(min=1e-8)
         self.log_actor_metrics(
             CRITIC_MODULE_ID,
-            value_loss=float(loss),
+            value_loss=loss.item(),
             critic_grad_norm=grad_norm,
             vf_explained_var=float(explained),
         )

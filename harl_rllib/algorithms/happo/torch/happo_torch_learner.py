@@ -25,8 +25,8 @@ class HAPPOTorchLearner(HATorchLearner):
                 grad_norm = self.gradient_step(module_id, policy_loss - cfg.entropy_coeff * mean_entropy)
         self.log_actor_metrics(
             module_id,
-            policy_loss=float(policy_loss),
-            entropy=float(mean_entropy),
+            policy_loss=policy_loss.item(),
+            entropy=mean_entropy.item(),
             actor_grad_norm=grad_norm,
-            ratio=float(ratio.mean()),
+            ratio=ratio.mean().item(),
         )

@@ -1,0 +1,125 @@
+"""What `train.py` does, importable: build a config from names, train, log, checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harl_rllib.envs.registry import check_env, env_id
+
+ALGO_CONFIGS = {
+    "happo": "harl_rllib.algorithms.happo:HAPPOConfig",
+    "mappo": "harl_rllib.algorithms.mappo:MAPPOConfig",
+}
+
+
+def config_class(algo: str):
+    if algo not in ALGO_CONFIGS:
+        raise ValueError(f"Unknown algo {algo!r}; known algos: {', '.join(ALGO_CONFIGS)}")
+    module, name = ALGO_CONFIGS[algo].split(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def load_overrides(path: str | None) -> dict[str, Any]:
+    if not path:
+        return {}
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config fields to values")
+    return data
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+    """Set config fields by name; unknown names are an error (no silent typos)."""
+    unknown = [k for k in overrides if not hasattr(config, k) and k != "lambda"]
+    if unknown:
+        raise ValueError(f"Unknown config field(s): {', '.join(unknown)}")
+    return config.update_from_dict(overrides)
+
+
+def build_config(
+    *,
+    algo: str,
+    env: str,
+    task: str | None,
+    seed: int = 1,
+    continuous_actions: bool = False,
+    num_env_runners: int | None = None,
+    envs_per_runner: int | None = None,
+    overrides: dict[str, Any] | None = None,
+):
+    """A validated config; every bad input raises here, before Ray starts."""
+    check_env(env, task)
+    import harl_rllib  # noqa: F401  (registers envs and algorithms)
+
+    env_config: dict[str, Any] = {"continuous_actions": continuous_actions}
+    if task is not None:
+        env_config["task"] = task
+    config = config_class(algo)().environment(env_id(env), env_config=env_config).debugging(seed=seed)
+    if num_env_runners is not None:
+        config.env_runners(num_env_runners=num_env_runners)
+    if envs_per_runner is not None:
+        config.env_runners(num_envs_per_env_runner=envs_per_runner)
+    apply_overrides(config, overrides or {})
+    config.validate()
+    return config
+
+
+def summarize(result: dict) -> dict[str, Any]:
+    er = result.get("env_runners", {})
+    return {
+        "iteration": result.get("training_iteration"),
+        "env_steps": er.get("num_env_steps_sampled_lifetime"),
+        "team_return": er.get("team_episode_return_mean"),
+        "episode_return_mean": er.get("episode_return_mean"),
+        "time_s": result.get("time_total_s"),
+        "iter_time_s": result.get("time_this_iter_s"),
+    }
+
+
+def train(config, *, stop_iters: int | None, stop_timesteps: int | None, out_dir: Path, quiet: bool = False) -> dict:
+    """Train until a stop criterion; write progress.jsonl and a final checkpoint in out_dir."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    algo = config.build_algo()
+    last: dict[str, Any] = {}
+    try:
+        with open(out_dir / "progress.jsonl", "a") as log:
+            start = time.time()
+            while True:
+                result = algo.train()
+                last = summarize(result)
+                log.write(json.dumps(last, default=float) + "\n")
+                log.flush()
+                if not quiet:
+                    ret = last["team_return"]
+                    print(
+                        f"iter {last['iteration']:4d}  env steps {int(last['env_steps'] or 0):9d}  "
+                        f"team return {ret if ret is None else round(float(ret), 2)}  "
+                        f"time {time.time() - start:7.1f}s",
+                        flush=True,
+                    )
+                if stop_iters is not None and last["iteration"] >= stop_iters:
+                    break
+                if stop_timesteps is not None and (last["env_steps"] or 0) >= stop_timesteps:
+                    break
+        checkpoint = out_dir / "checkpoint"
+        algo.save_to_path(str(checkpoint))
+        last["checkpoint"] = str(checkpoint)
+        with open(out_dir / "result.json", "w") as f:
+            json.dump(last, f, default=float, indent=1)
+    finally:
+        algo.stop()
+    return last
+
+
+def default_out_dir(storage_path: str, algo: str, env: str, task: str | None) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(os.path.expanduser(storage_path)) / f"{algo}_{env}_{task or 'default'}_{stamp}"

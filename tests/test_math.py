@@ -1,0 +1,104 @@
+"""The math on fixed tensors, each against an independent computation written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from harl_rllib.core.advantages import compute_gae, standardize_masked
+from harl_rllib.core.critic import ValueNorm
+from harl_rllib.core.losses import happo_surrogate_loss, huber, value_loss
+
+
+def gae_by_sum(rewards, values, bootstrap, terminated, gamma, lam):
+    """A_t = Σ_l (γλ)^l δ_{t+l}, written as an explicit double sum."""
+    T = len(rewards)
+    v_next = list(values[1:]) + [0.0 if terminated else bootstrap]
+    deltas = [rewards[t] + gamma * v_next[t] - values[t] for t in range(T)]
+    return np.array([sum((gamma * lam) ** (l - t) * deltas[l] for l in range(t, T)) for t in range(T)])
+
+
+@pytest.mark.parametrize("terminated", [True, False])
+def test_gae_matches_explicit_sum(terminated):
+    rng = np.random.default_rng(0)
+    r, v = rng.normal(size=7), rng.normal(size=7)
+    adv, targets = compute_gae(r, v, 0.7, terminated=terminated, gamma=0.9, lambda_=0.8)
+    expected = gae_by_sum(r, v, 0.7, terminated, 0.9, 0.8)
+    np.testing.assert_allclose(adv, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(targets, expected + v, rtol=1e-5, atol=1e-6)
+
+
+def test_gae_termination_vs_truncation_differs_only_by_bootstrap():
+    r, v = np.array([1.0, 0.0, 2.0]), np.array([0.5, 0.2, 0.1])
+    term, _ = compute_gae(r, v, 10.0, terminated=True, gamma=0.99, lambda_=0.95)
+    trunc, _ = compute_gae(r, v, 10.0, terminated=False, gamma=0.99, lambda_=0.95)
+    # Last step: terminated δ = r - V; truncated δ = r + γ·V(s_T) - V.
+    assert term[-1] == pytest.approx(2.0 - 0.1)
+    assert trunc[-1] == pytest.approx(2.0 + 0.99 * 10.0 - 0.1)
+    np.testing.assert_allclose(trunc - term, [(0.99 * 0.95) ** k * 0.99 * 10.0 for k in (2, 1, 0)], rtol=1e-5)
+
+
+def test_happo_loss_with_factor():
+    logp = torch.tensor([-1.0, -0.5, -2.0, -0.1])
+    old = torch.tensor([-1.2, -0.4, -1.0, -0.1])
+    adv = torch.tensor([1.0, -2.0, 0.5, 3.0])
+    factor = torch.tensor([0.5, 1.5, 2.0, 1.0])
+    mask = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    loss, ratio = happo_surrogate_loss(logp, old, adv, factor, mask, clip_param=0.2)
+    terms = []
+    for i in range(3):  # the dead row (mask 0) is left out
+        r = float(np.exp(logp[i] - old[i]))
+        a = float(adv[i])
+        terms.append(float(factor[i]) * min(r * a, min(max(r, 0.8), 1.2) * a))
+    assert float(loss) == pytest.approx(-sum(terms) / 3, rel=1e-6)
+    np.testing.assert_allclose(ratio.numpy(), np.exp((logp - old).numpy()), rtol=1e-6)
+
+
+def test_happo_loss_gradient_ignores_factor_graph():
+    factor = torch.tensor([2.0, 3.0], requires_grad=True)
+    logp = torch.tensor([-1.0, -1.0], requires_grad=True)
+    loss, _ = happo_surrogate_loss(logp, torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0]), factor, torch.ones(2), 0.2)
+    loss.backward()
+    assert factor.grad is None
+    # d/dlogp of -mean(M·r·A) at r=1 is -M·A/n
+    np.testing.assert_allclose(logp.grad.numpy(), [-1.0, -1.5])
+
+
+def test_value_loss_clipped_huber():
+    values = torch.tensor([0.0, 2.0, -30.0])
+    old = torch.tensor([0.5, 0.0, -10.0])
+    targets = torch.tensor([1.0, 1.0, 0.0])
+    got = value_loss(values, old, targets, torch.ones(3), clip_param=0.2, huber_delta=10.0)
+
+    def h(e):
+        return 0.5 * e * e if abs(e) <= 10 else 10 * (abs(e) - 5)
+
+    exp = []
+    for v, o, t in zip(values.tolist(), old.tolist(), targets.tolist()):
+        vc = o + min(max(v - o, -0.2), 0.2)
+        exp.append(max(h(t - v), h(t - vc)))
+    assert float(got) == pytest.approx(np.mean(exp), rel=1e-6)
+    assert float(huber(torch.tensor(20.0), 10.0)) == pytest.approx(150.0)
+
+
+def test_value_norm_matches_numpy_ema():
+    vn = ValueNorm(beta=0.9)
+    batches = [np.array([1.0, 2.0, 3.0]), np.array([10.0, 12.0]), np.array([-4.0])]
+    m = m2 = d = 0.0
+    for b in batches:
+        vn.update(torch.tensor(b, dtype=torch.float32))
+        m = 0.9 * m + 0.1 * b.mean()
+        m2 = 0.9 * m2 + 0.1 * (b**2).mean()
+        d = 0.9 * d + 0.1
+    mean, var = m / d, max(m2 / d - (m / d) ** 2, 1e-2)
+    x = torch.tensor([5.0, -1.0])
+    np.testing.assert_allclose(vn.normalize(x).numpy(), (x.numpy() - mean) / np.sqrt(var), rtol=1e-5)
+    np.testing.assert_allclose(vn.denormalize(vn.normalize(x)).numpy(), x.numpy(), rtol=1e-5)
+
+
+def test_standardize_masked_uses_alive_rows_only():
+    x = np.array([1.0, 2.0, 3.0, 100.0])
+    out = standardize_masked(x, np.array([1, 1, 1, 0]))
+    alive = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_allclose(out, (x - alive.mean()) / (alive.std() + 1e-5), rtol=1e-6)
