@@ -7,10 +7,12 @@ from typing import Any, Callable
 from ray.tune.registry import register_env
 
 from harl_rllib.envs.mpe import MPE_TASKS, MPETeamEnv
+from harl_rllib.envs.toy import TOY_TASKS, DistinctActionsEnv
 
 # name → (env class, tasks or None when any task name is accepted by the class)
 ENVS: dict[str, tuple[Callable[[dict], Any], tuple[str, ...] | None]] = {
     "mpe": (MPETeamEnv, MPE_TASKS),
+    "toy": (DistinctActionsEnv, TOY_TASKS),
 }
 
 
