@@ -130,9 +130,27 @@ def test_train_py_smoke(tmp_path):
     cfg = tmp_path / "over.yaml"
     cfg.write_text("train_batch_size_per_learner: 100\nnum_epochs: 1\ncritic_epoch: 1\n")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "--algo", "happo", "--env", "mpe", "--task", "simple_spread_v3",
-         "--stop-iters", "2", "--config", str(cfg), "--storage-path", str(tmp_path / "res"), "--num-cpus", "1"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--algo",
+            "happo",
+            "--env",
+            "mpe",
+            "--task",
+            "simple_spread_v3",
+            "--stop-iters",
+            "2",
+            "--config",
+            str(cfg),
+            "--storage-path",
+            str(tmp_path / "res"),
+            "--num-cpus",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "iter    2" in out.stdout
@@ -157,8 +175,11 @@ def test_custom_env_without_state(ray_session):
             obs, _ = super()._obs()
             return obs, {a: {} for a in self.possible_agents}
 
-    config = HAPPOConfig().environment(NoStateEnv).env_runners(num_envs_per_env_runner=1).training(
-        train_batch_size_per_learner=50, num_epochs=1, critic_epoch=1
+    config = (
+        HAPPOConfig()
+        .environment(NoStateEnv)
+        .env_runners(num_envs_per_env_runner=1)
+        .training(train_batch_size_per_learner=50, num_epochs=1, critic_epoch=1)
     )
     team = config.get_team_spec()
     assert not team.has_state and team.state_space.shape == (15,)

@@ -58,7 +58,8 @@ def test_happo_loss_with_factor():
 def test_happo_loss_gradient_ignores_factor_graph():
     factor = torch.tensor([2.0, 3.0], requires_grad=True)
     logp = torch.tensor([-1.0, -1.0], requires_grad=True)
-    loss, _ = happo_surrogate_loss(logp, torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0]), factor, torch.ones(2), 0.2)
+    old, adv = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
+    loss, _ = happo_surrogate_loss(logp, old, adv, factor, torch.ones(2), 0.2)
     loss.backward()
     assert factor.grad is None
     # d/dlogp of -mean(M·r·A) at r=1 is -M·A/n
@@ -75,7 +76,7 @@ def test_value_loss_clipped_huber():
         return 0.5 * e * e if abs(e) <= 10 else 10 * (abs(e) - 5)
 
     exp = []
-    for v, o, t in zip(values.tolist(), old.tolist(), targets.tolist()):
+    for v, o, t in zip(values.tolist(), old.tolist(), targets.tolist(), strict=True):
         vc = o + min(max(v - o, -0.2), 0.2)
         exp.append(max(h(t - v), h(t - vc)))
     assert float(got) == pytest.approx(np.mean(exp), rel=1e-6)

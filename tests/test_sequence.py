@@ -26,9 +26,7 @@ class RecordingHAPPOLearner(HAPPOTorchLearner):
 
         before = snapshot()
         super().actor_step(module_id, data, advantages, factor)
-        self.turns.append(
-            dict(module_id=module_id, factor=factor.clone(), data=data, before=before, after=snapshot())
-        )
+        self.turns.append(dict(module_id=module_id, factor=factor.clone(), data=data, before=before, after=snapshot()))
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from typing import Any
 import gymnasium as gym
 import torch
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.rl_module.torch import TorchRLModule
 from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDiagGaussian
+from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
 from harl_rllib.core.networks import flat_dim, init_layer, mlp_base
@@ -38,8 +38,7 @@ def split_obs(obs_space: gym.Space) -> tuple[gym.spaces.Box, bool]:
     if isinstance(obs_space, gym.spaces.Dict):
         if OBS not in obs_space.spaces or ACTION_MASK not in obs_space.spaces:
             raise ValueError(
-                f"A Dict observation space must have keys {OBS!r} and {ACTION_MASK!r}; got "
-                f"{list(obs_space.spaces)}"
+                f"A Dict observation space must have keys {OBS!r} and {ACTION_MASK!r}; got {list(obs_space.spaces)}"
             )
         return obs_space[OBS], True
     if not isinstance(obs_space, gym.spaces.Box):

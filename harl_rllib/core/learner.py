@@ -17,7 +17,8 @@ natural gradient).
 from __future__ import annotations
 
 import abc
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

@@ -6,7 +6,7 @@ layer, orthogonal init with the activation's gain and zero biases (HARL's `MLPBa
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

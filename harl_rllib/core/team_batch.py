@@ -17,7 +17,8 @@ env_t}; under CRITIC_MODULE_ID {state, value_targets, values}.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tree
@@ -43,7 +44,7 @@ def _stack(items: Sequence[Any]) -> Any:
 def _as_list(x: Any, n: int) -> list:
     """An episode getter's output as a list of n per-step items."""
     if isinstance(x, dict):
-        return [tree.map_structure(lambda a: a[i], x) for i in range(n)]
+        return [tree.map_structure(lambda a, i=i: a[i], x) for i in range(n)]
     return [x[i] for i in range(n)]
 
 
