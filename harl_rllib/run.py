@@ -14,6 +14,8 @@ from harl_rllib.envs.registry import check_env, env_id
 
 ALGO_CONFIGS = {
     "happo": "harl_rllib.algorithms.happo:HAPPOConfig",
+    "hatrpo": "harl_rllib.algorithms.hatrpo:HATRPOConfig",
+    "haa2c": "harl_rllib.algorithms.haa2c:HAA2CConfig",
     "mappo": "harl_rllib.algorithms.mappo:MAPPOConfig",
 }
 

@@ -76,7 +76,7 @@ class HAActorTorchRLModule(TorchRLModule):
         mask = None
         if self._has_mask:
             obs, mask = obs[OBS], obs[ACTION_MASK]
-        x = self.head(self.base(obs.float().reshape(obs.shape[0], -1)))
+        x = self.head(self.base(obs.reshape(obs.shape[0], -1).to(self.head.weight.dtype)))
         if self._continuous:
             std = torch.sigmoid(self.log_std / self._std_x) * self._std_y
             x = torch.cat([x, torch.log(std).expand_as(x)], dim=-1)

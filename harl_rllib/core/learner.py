@@ -195,6 +195,27 @@ class HATorchLearner(TorchLearner):
 
     # ---- shared by gradient-based actor steps ---------------------------------------
 
+    def minibatch_actor_step(self, module_id: str, data: dict, advantages: torch.Tensor, factor: torch.Tensor,
+                             surrogate) -> None:
+        """`num_epochs` × minibatches of Adam on surrogate(logp, old_logp, A, M, mask) − entropy
+        (HAPPO's and HAA2C's step; HARL's `train`/`update`)."""
+        cfg = self.config
+        mask = self.policy_mask(data)
+        for _ in range(cfg.num_epochs):
+            for idx in minibatch_indices(len(advantages), cfg.minibatch_size, self._generator):
+                mb = index_rows(data, idx)
+                logp, entropy = self.logp_entropy(module_id, mb)
+                policy_loss, ratio = surrogate(logp, mb[Columns.ACTION_LOGP], advantages[idx], factor[idx], mask[idx])
+                mean_entropy = masked_mean(entropy, mask[idx])
+                grad_norm = self.gradient_step(module_id, policy_loss - cfg.entropy_coeff * mean_entropy)
+        self.log_actor_metrics(
+            module_id,
+            policy_loss=policy_loss.item(),
+            entropy=mean_entropy.item(),
+            actor_grad_norm=grad_norm,
+            ratio=ratio.mean().item(),
+        )
+
     def gradient_step(self, module_id: str, loss: torch.Tensor) -> float:
         """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step."""
         optim = self.get_optimizer(module_id)
