@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--task", default="simple_spread_v3")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--num-env-runners", type=int, default=0)
-    p.add_argument("--envs-per-runner", type=int, default=4)
+    p.add_argument("--envs-per-runner", type=int, default=20)
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--raw-seconds", type=float, default=5.0)
     a = p.parse_args()

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_registers_algorithms_and_envs():
     from ray.tune.registry import ENV_CREATOR, TRAINABLE_CLASS, _global_registry
 
-    for name in ("HAPPO", "MAPPO"):
+    for name in ("HAPPO", "HATRPO", "HAA2C", "MAPPO"):
         assert _global_registry.get(TRAINABLE_CLASS, name) is harl_rllib.ALGORITHMS[name]
     assert _global_registry.contains(ENV_CREATOR, "harl_mpe")
 

@@ -107,7 +107,7 @@ class HAConfig(AlgorithmConfig):
         self.critic_hidden_sizes = [128, 128]
         self.train_batch_size_per_learner = 4000  # HARL MPE: 200 steps × 20 envs
         self.num_env_runners = 0
-        self.num_envs_per_env_runner = 4
+        self.num_envs_per_env_runner = 20  # HARL MPE: n_rollout_threads 20 (fastest here too)
         self.batch_mode = "truncate_episodes"
         self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
         self.add_default_connectors_to_learner_pipeline = False
