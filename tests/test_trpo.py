@@ -71,8 +71,9 @@ def test_fisher_product_and_cg_against_explicit_hessian():
     hessian = torch.autograd.functional.hessian(kl_of, theta0)
     damping = 0.1
     fvp = fisher_vector_product(
-        lambda: kl_from_dist_inputs(old, module.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], False)
-        .mean(),
+        lambda: kl_from_dist_inputs(
+            old, module.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], False
+        ).mean(),
         params,
         damping,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -167,7 +168,7 @@ class HAConfig(AlgorithmConfig):
             critic_hidden_sizes: The critic MLP's hidden sizes.
         """
         super().training(**kwargs)
-        for name, value in dict(
+        self._set_provided(
             lambda_=lambda_,
             clip_param=clip_param,
             entropy_coeff=entropy_coeff,
@@ -189,12 +190,16 @@ class HAConfig(AlgorithmConfig):
             sequential_update=sequential_update,
             state_type=state_type,
             critic_hidden_sizes=critic_hidden_sizes,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         if actor_model is not NotProvided:
             self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
         return self
+
+    def _set_provided(self, **values: Any) -> None:
+        """Set every field whose value was given (builder methods' NotProvided convention)."""
+        for name, value in values.items():
+            if value is not NotProvided:
+                setattr(self, name, value)
 
     # ---- the team -----------------------------------------------------------------
 

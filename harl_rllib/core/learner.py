@@ -195,8 +195,9 @@ class HATorchLearner(TorchLearner):
 
     # ---- shared by gradient-based actor steps ---------------------------------------
 
-    def minibatch_actor_step(self, module_id: str, data: dict, advantages: torch.Tensor, factor: torch.Tensor,
-                             surrogate) -> None:
+    def minibatch_actor_step(
+        self, module_id: str, data: dict, advantages: torch.Tensor, factor: torch.Tensor, surrogate
+    ) -> None:
         """`num_epochs` × minibatches of Adam on surrogate(logp, old_logp, A, M, mask) − entropy
         (HAPPO's and HAA2C's step; HARL's `train`/`update`)."""
         cfg = self.config

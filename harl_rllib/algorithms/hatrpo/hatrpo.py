@@ -40,16 +40,14 @@ class HATRPOConfig(HAConfig):
     ) -> Self:
         """HATRPO's trust-region settings (δ = `kl_threshold`); see `HAConfig.training`."""
         super().training(**kwargs)
-        for name, value in dict(
+        self._set_provided(
             kl_threshold=kl_threshold,
             ls_step=ls_step,
             backtrack_coeff=backtrack_coeff,
             accept_ratio=accept_ratio,
             cg_iters=cg_iters,
             cg_damping=cg_damping,
-        ).items():
-            if value is not NotProvided:
-                setattr(self, name, value)
+        )
         return self
 
     def _validate_ha_settings(self) -> None:

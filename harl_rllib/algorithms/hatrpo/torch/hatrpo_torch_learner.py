@@ -58,7 +58,7 @@ class HATRPOTorchLearner(HATorchLearner):
             expected = float(grad @ full_step)
             stats[EXPECTED_IMPROVE] = expected
             fraction = 1.0
-            loss_value = float(loss)
+            loss_value = loss.item()
             for i in range(cfg.ls_step):
                 vector_to_parameters(old_params + fraction * full_step, params)
                 with torch.no_grad():
