@@ -112,3 +112,19 @@ def test_fixed_order_and_random_order(ray_session):
         assert all(sorted(o) == ["agent_0", "agent_1", "agent_2"] for o in orders)
     finally:
         algo.stop()
+
+
+def test_simultaneous_update_ablation(ray_session):
+    """sequential_update=False: per-agent actors, every agent trained with factor 1."""
+    algo = small_config(batch=100, sequential_update=False, num_epochs=1, critic_epoch=1).build_algo()
+    try:
+        learner = algo.learner_group._learner
+        before = {m: {k: v.clone() for k, v in learner.module[m].state_dict().items()} for m in learner.module.keys()}
+        algo.train()
+        assert set(learner.last_factors) == {"agent_0", "agent_1", "agent_2"}
+        assert all(torch.all(f == 1.0) for f in learner.last_factors.values())
+        for m in ("agent_0", "agent_1", "agent_2"):
+            after = learner.module[m].state_dict()
+            assert any(not torch.equal(before[m][k], after[k]) for k in after)
+    finally:
+        algo.stop()
