@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
@@ -84,10 +83,6 @@ class CentralCriticTorchRLModule(TorchRLModule):
         """Raw network output V(s) (normalized space if valuenorm is on), shape (B,)."""
         return self.v_out(self.base(state.float().reshape(state.shape[0], -1))).squeeze(-1)
 
-    @torch.no_grad()
-    def denormalized_values(self, state: np.ndarray, device: Any = "cpu") -> np.ndarray:
-        """V(s) in return space, for GAE."""
-        v = self.values(torch.as_tensor(state, device=device))
-        if self.value_norm is not None:
-            v = self.value_norm.denormalize(v)
-        return v.cpu().numpy()
+    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        """Network output → return space (identity without value normalization)."""
+        return self.value_norm.denormalize(values) if self.value_norm is not None else values

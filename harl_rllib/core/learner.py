@@ -260,7 +260,7 @@ class HATorchLearner(TorchLearner):
                     huber_delta=cfg.huber_delta,
                 )
                 grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss)
-        explained = 1 - torch.var(data[VALUE_TARGETS] - self._denorm_values(critic, data[STATE])) / torch.var(
+        explained = 1 - torch.var(data[VALUE_TARGETS] - self._critic_returns(critic, data[STATE])) / torch.var(
             data[VALUE_TARGETS]
         ).clamp(min=1e-8)
         self.log_actor_metrics(
@@ -271,9 +271,8 @@ class HATorchLearner(TorchLearner):
         )
 
     @torch.no_grad()
-    def _denorm_values(self, critic, state: torch.Tensor) -> torch.Tensor:
-        v = critic.values(state)
-        return critic.value_norm.denormalize(v) if critic.value_norm is not None else v
+    def _critic_returns(self, critic, state: torch.Tensor) -> torch.Tensor:
+        return critic.denormalize(critic.values(state))
 
     def _log_counts(self, team: dict, agents: Sequence[str], env_steps: int) -> None:
         for aid in agents:
@@ -286,4 +285,4 @@ class HATorchLearner(TorchLearner):
         self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), env_steps, reduce="lifetime_sum")
 
 
-__all__ = ["HATorchLearner", "masked_mean", "minibatch_indices", "index_rows"]
+__all__ = ["HATorchLearner", "index_rows", "minibatch_indices"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 _ACTIVATIONS = {
@@ -48,7 +47,3 @@ def flat_dim(space) -> int:
     import numpy as np
 
     return int(np.prod(space.shape))
-
-
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    return x.float().reshape(x.shape[0], -1)

@@ -132,7 +132,7 @@ class TeamBatchBuilder(ConnectorV2):
 
         with torch.no_grad():
             raw = critic.values(torch.as_tensor(all_states, device=self.device))
-            denorm = critic.value_norm.denormalize(raw) if critic.value_norm is not None else raw
+            denorm = critic.denormalize(raw)
         raw, denorm = raw.cpu().numpy(), denorm.cpu().numpy()
 
         out = {aid: [] for aid in self.agents}
