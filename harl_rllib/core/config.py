@@ -110,6 +110,12 @@ class HAConfig(AlgorithmConfig):
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 20  # HARL MPE: n_rollout_threads 20 (fastest here too)
         self.batch_mode = "truncate_episodes"
+        # Each runner's fragment = batch / (envs × runners), as in PPOConfig (HARL: episode_length).
+        self.rollout_fragment_length = "auto"
+        # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
+        from harl_rllib.core.env_runner import HAEnvRunner
+
+        self.env_runner_cls = HAEnvRunner
         self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
         self.add_default_connectors_to_learner_pipeline = False
         # Team-stats callback (episode team return, env episode stats).

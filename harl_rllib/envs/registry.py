@@ -8,12 +8,14 @@ from typing import Any
 from ray.tune.registry import register_env
 
 from harl_rllib.envs.mpe import MPE_TASKS, MPETeamEnv
+from harl_rllib.envs.smax import SMAX_TASKS, SMAXTeamEnv
 from harl_rllib.envs.toy import TOY_TASKS, DistinctActionsEnv
 
 # name → (env class, tasks or None when any task name is accepted by the class)
 ENVS: dict[str, tuple[Callable[[dict], Any], tuple[str, ...] | None]] = {
     "mpe": (MPETeamEnv, MPE_TASKS),
     "toy": (DistinctActionsEnv, TOY_TASKS),
+    "smax": (SMAXTeamEnv, SMAX_TASKS),
 }
 
 
