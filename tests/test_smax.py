@@ -95,7 +95,7 @@ def test_vector_env_through_rllib_respects_masks_and_alignment(ray_session):
     dead_rows = 0
     for ep in episodes:
         for aid, sa in ep.agent_episodes.items():
-            masks = np.asarray(sa.get_observations()["action_mask"])[:-1]
+            masks = np.asarray([o["action_mask"] for o in sa.get_observations()])[:-1]
             actions = np.asarray(sa.get_actions())
             assert np.all(masks[np.arange(len(actions)), actions] == 1), f"{aid} took a masked action"
     finished = [ep for ep in episodes if ep.is_done]

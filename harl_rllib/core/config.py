@@ -112,6 +112,10 @@ class HAConfig(AlgorithmConfig):
         self.batch_mode = "truncate_episodes"
         # Each runner's fragment = batch / (envs × runners), as in PPOConfig (HARL: episode_length).
         self.rollout_fragment_length = "auto"
+        # RLlib's runner re-numpyfies every finished episode of a sample() call at every
+        # env step (quadratic in short episodes: 4x slower sampling on SMAX 3m here). The
+        # team batch builder stacks list episodes itself.
+        self.episodes_to_numpy = False
         # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
         from harl_rllib.core.env_runner import HAEnvRunner
 
