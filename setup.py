@@ -1,9 +1,13 @@
 from setuptools import find_packages, setup
 
+MPE = ["mpe2>=1.1", "pettingzoo>=1.25"]
+SMAX = ["jaxmarl>=0.2"]
+MAMUJOCO = ["gymnasium-robotics>=1.4", "mujoco>=3"]
+
 setup(
     name="harl_rllib",
     version="0.1.0",
-    description="Heterogeneous-Agent RL (HAPPO, MAPPO, ...) on Ray RLlib's new API stack",
+    description="Heterogeneous-Agent RL (HAPPO, HATRPO, HAA2C, MAPPO) on Ray RLlib's new API stack",
     packages=find_packages(include=["harl_rllib", "harl_rllib.*"]),
     python_requires=">=3.10",
     install_requires=[
@@ -15,7 +19,16 @@ setup(
         "dm-tree",
     ],
     extras_require={
-        "mpe": ["mpe2>=1.1", "pettingzoo>=1.25"],
-        "test": ["mpe2>=1.1", "pettingzoo>=1.25", "pytest>=8", "ruff"],
+        "mpe": MPE,
+        "smax": SMAX,
+        "mamujoco": MAMUJOCO,
+        # StarCraft II itself is a separate download: see cluster/install_sc2.sh.
+        # (PyPI's `smac` is SMAC3, an unrelated optimizer: never depend on it.)
+        "smac": [
+            "smac @ git+https://github.com/oxwhirl/smac.git",
+            "smacv2 @ git+https://github.com/oxwhirl/smacv2.git",
+        ],
+        "all": MPE + SMAX + MAMUJOCO,
+        "test": MPE + SMAX + MAMUJOCO + ["pytest>=8", "ruff"],
     },
 )

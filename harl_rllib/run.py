@@ -62,9 +62,13 @@ def build_config(
     check_env(env, task)
     import harl_rllib  # noqa: F401  (registers envs and algorithms)
 
-    env_config: dict[str, Any] = {"continuous_actions": continuous_actions}
+    env_config: dict[str, Any] = {}
+    if continuous_actions:
+        env_config["continuous_actions"] = True
     if task is not None:
         env_config["task"] = task
+    if (overrides or {}).get("state_type") == "FP":
+        env_config["state_type"] = "FP"  # the env must produce the per-agent states
     config = config_class(algo)().environment(env_id(env), env_config=env_config).debugging(seed=seed)
     if num_env_runners is not None:
         config.env_runners(num_env_runners=num_env_runners)

@@ -325,6 +325,11 @@ class HAConfig(AlgorithmConfig):
             self._value_error(f"`entropy_coeff` must be >= 0; got {self.entropy_coeff}")
         if self.state_type not in ("EP", "FP"):
             self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
+        if self.state_type == "FP" and (self.env_config or {}).get("state_type") != "FP":
+            self._value_error(
+                "state_type='FP' needs per-agent states from the env: set env_config['state_type'] = 'FP' too "
+                "(the SMAC, SMACv2, SMAX and MAMuJoCo adapters support it)."
+            )
         for name in ("minibatch_size", "critic_minibatch_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):

@@ -30,3 +30,9 @@ from __future__ import annotations
 STATE_KEY = "state"
 ALIVE_KEY = "alive"
 EPISODE_STATS_KEY = "episode_stats"
+
+
+def agent_ids(n: int) -> list[str]:
+    """agent_0 … agent_{n-1}, zero-padded when n > 10 (agent_00 …) so sorted order is index order."""
+    width = len(str(n - 1))
+    return [f"agent_{i:0{width}d}" for i in range(n)]

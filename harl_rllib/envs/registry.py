@@ -7,7 +7,9 @@ from typing import Any
 
 from ray.tune.registry import register_env
 
+from harl_rllib.envs.mamujoco import MAMuJoCoTeamEnv
 from harl_rllib.envs.mpe import MPE_TASKS, MPETeamEnv
+from harl_rllib.envs.smac import SMAC_MAPS, SMACV2_TASKS, SMACTeamEnv, SMACv2TeamEnv
 from harl_rllib.envs.smax import SMAX_TASKS, SMAXTeamEnv
 from harl_rllib.envs.toy import TOY_TASKS, DistinctActionsEnv
 
@@ -15,7 +17,11 @@ from harl_rllib.envs.toy import TOY_TASKS, DistinctActionsEnv
 ENVS: dict[str, tuple[Callable[[dict], Any], tuple[str, ...] | None]] = {
     "mpe": (MPETeamEnv, MPE_TASKS),
     "toy": (DistinctActionsEnv, TOY_TASKS),
+    "smac": (SMACTeamEnv, SMAC_MAPS),
+    "smacv2": (SMACv2TeamEnv, SMACV2_TASKS),
     "smax": (SMAXTeamEnv, SMAX_TASKS),
+    # Any "Scenario-agentconf" gymnasium_robotics knows (see MAMUJOCO_TASKS); checked by the env.
+    "mamujoco": (MAMuJoCoTeamEnv, None),
 }
 
 

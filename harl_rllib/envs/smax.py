@@ -25,7 +25,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.env.vector.vector_multi_agent_env import VectorMultiAgentEnv
 
-from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY
+from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY, agent_ids
 
 # jaxmarl's SMAC-named maps and its SMACv2-style random scenarios (unit types and
 # start positions drawn each episode). Checked against jaxmarl at construction.
@@ -62,12 +62,6 @@ def _jax():
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     return jax, map_name_to_scenario, HeuristicEnemySMAX
-
-
-def _agent_ids(n: int) -> list[str]:
-    """agent_0.. (zero-padded from 10 allies on, so sorted order is index order)."""
-    width = len(str(n - 1))
-    return [f"agent_{i:0{width}d}" for i in range(n)]
 
 
 class SMAXEngine:
@@ -167,7 +161,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         self.engine = SMAXEngine(self.task, num_envs, config, seed)
         env = self.engine.env
         n, n_actions = self.engine.n, env.num_ally_actions
-        self.possible_agents = _agent_ids(n)
+        self.possible_agents = agent_ids(n)
         self.agents = list(self.possible_agents)
         obs_dim, ws_dim = int(env.obs_size), int(env.state_size)
         obs_space = gym.spaces.Dict(

@@ -1,0 +1,420 @@
+"""SMAC/SMACv2 adapters through harl_rllib's env contract, on the StarCraft II stand-ins and, when
+oxwhirl's smac and the game are installed, on the real StarCraft2Env too."""
+
+from __future__ import annotations
+
+import builtins
+import importlib.util
+import sys
+import types
+
+import numpy as np
+import pytest
+from standins.starcraft2_standin import (
+    StarCraft2EnvStandIn,
+    StarCraftCapabilityEnvWrapperStandIn,
+)
+
+from harl_rllib.envs.smac import (
+    SMAC_MAPS,
+    SMAC_PIP,
+    SMACV2_PAPER_TASKS,
+    SMACV2_SCENARIOS,
+    SMACV2_TASKS,
+    SMACNotInstalledError,
+    SMACTeamEnv,
+    SMACv2TeamEnv,
+    StarCraftIINotFoundError,
+    find_starcraft2,
+)
+
+NO_OP, STOP, MOVE_EAST, FIRST_ATTACK = 0, 1, 4, 6
+
+
+def _real_smac_missing() -> str | None:
+    """Why the real-SMAC variants are skipped, or None when smac.env and StarCraft II are both there."""
+    try:
+        if importlib.util.find_spec("smac.env") is None:
+            return "the installed `smac` has no smac.env (SMAC3?)"
+    except ImportError:
+        return f"oxwhirl's smac is not installed ({SMAC_PIP})"
+    try:
+        find_starcraft2("3m")
+    except StarCraftIINotFoundError as e:
+        return f"StarCraft II not found: {str(e).splitlines()[0]}"
+    return None
+
+
+REAL_MISSING = _real_smac_missing()
+# None: the real StarCraft2Env (the adapter's default); otherwise the class to inject.
+BACKENDS = [
+    pytest.param(StarCraft2EnvStandIn, id="standin"),
+    pytest.param(
+        None, id="real", marks=pytest.mark.skipif(REAL_MISSING is not None, reason=f"real SMAC: {REAL_MISSING}")
+    ),
+]
+
+
+def make(backend, **config) -> SMACTeamEnv:
+    if backend is not None:
+        config["sc2_env_cls"] = backend
+    return SMACTeamEnv(config)
+
+
+def random_masked(obs: dict, rng: np.random.Generator) -> dict:
+    return {a: int(rng.choice(np.flatnonzero(o["action_mask"]))) for a, o in obs.items()}
+
+
+def focus_fire(obs: dict) -> dict:
+    """Each agent shoots the lowest-numbered enemy in its range, else walks east (towards the enemy)."""
+    actions = {}
+    for a, o in obs.items():
+        mask = o["action_mask"]
+        attacks = np.flatnonzero(mask[FIRST_ATTACK:])
+        if attacks.size:
+            actions[a] = FIRST_ATTACK + int(attacks[0])
+        else:
+            actions[a] = next(x for x in (MOVE_EAST, STOP, NO_OP) if mask[x])
+    return actions
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spaces_ids_and_state_types(backend):
+    env = make(backend, map_name="3m")
+    info = env.env_info
+    assert env.possible_agents == ["agent_0", "agent_1", "agent_2"]
+    space = env.observation_spaces["agent_0"]
+    assert space["obs"].shape == (info["obs_shape"],)
+    assert space["action_mask"].shape == (9,) and env.action_spaces["agent_2"].n == 9  # 6 + 3 enemies
+    assert env.state_space.shape == (info["state_shape"],)
+    obs, infos = env.reset(seed=0)
+    assert set(obs) == set(infos) == set(env.possible_agents)
+    for a in env.possible_agents:
+        assert space.contains(obs[a])
+        assert obs[a]["action_mask"][NO_OP] == 0 and infos[a]["alive"]
+        assert infos[a]["state"].shape == env.state_space.shape
+    np.testing.assert_array_equal(infos["agent_0"]["state"], infos["agent_2"]["state"])  # EP: one state
+    env.close()
+
+    fp = make(backend, map_name="3m", state_type="FP", seed=0)
+    obs_fp, infos_fp = fp.reset()
+    ws, od = info["state_shape"], info["obs_shape"]
+    assert fp.state_space.shape == (ws + od + 3,)
+    s1 = infos_fp["agent_1"]["state"]
+    assert s1.shape == fp.state_space.shape and s1.dtype == np.float32
+    np.testing.assert_array_equal(s1[:ws], fp.env.get_state())
+    np.testing.assert_array_equal(s1[ws : ws + od], obs_fp["agent_1"]["obs"])
+    np.testing.assert_array_equal(s1[-3:], [0.0, 1.0, 0.0])
+    fp.close()
+
+    big = make(backend, map_name="10m_vs_11m")
+    assert big.possible_agents == [f"agent_{i}" for i in range(10)] == sorted(big.possible_agents)
+    assert big.action_spaces["agent_9"].n == 6 + 11
+    big.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_masked_play_dead_agents_and_episode_stats(backend):
+    """Random masked play: every agent every step; the dead keep alive=False and a no-op-only mask."""
+    env = make(backend, map_name="3m", seed=3)
+    rng = np.random.default_rng(0)
+    obs, infos = env.reset()
+    dead_rows = ends = 0
+    died: set[str] = set()
+    for _ in range(300):
+        obs, rew, term, trunc, infos = env.step(random_masked(obs, rng))
+        assert set(obs) == set(rew) == set(infos) == set(env.possible_agents)
+        assert len(set(rew.values())) == 1  # the team reward, to everyone
+        for a in env.possible_agents:
+            if infos[a]["alive"]:
+                assert a not in died, "an agent came back to life"
+                assert obs[a]["action_mask"][NO_OP] == 0
+            else:
+                died.add(a)
+                dead_rows += 1
+                np.testing.assert_array_equal(obs[a]["action_mask"], np.eye(9, dtype=np.float32)[NO_OP])
+                assert not obs[a]["obs"].any()  # SMAC zeroes a dead unit's observation
+        if term["__all__"] or trunc["__all__"]:
+            assert not (term["__all__"] and trunc["__all__"])
+            stats = infos["agent_0"]["episode_stats"]
+            assert all(i["episode_stats"] is stats for i in infos.values())
+            assert set(stats) == {"battle_won", "dead_allies", "dead_enemies"}
+            assert stats["battle_won"] in (0.0, 1.0)
+            if term["__all__"]:  # a battle ends when one side is dead
+                assert stats["dead_allies"] == 3 or stats["dead_enemies"] == 3
+            assert stats["dead_allies"] == sum(not i["alive"] for i in infos.values())
+            ends += 1
+            died.clear()
+            obs, infos = env.reset()
+        else:
+            assert all("episode_stats" not in i for i in infos.values())
+    assert dead_rows > 0 and ends >= 3
+    # Focused fire wins (what the win rate measures).
+    wins = []
+    for _ in range(3):
+        obs, _ = env.reset()
+        while True:
+            obs, _, term, trunc, infos = env.step(focus_fire(obs))
+            if term["__all__"] or trunc["__all__"]:
+                wins.append(infos["agent_0"]["episode_stats"]["battle_won"])
+                break
+    if backend is not None:
+        assert wins == [1.0, 1.0, 1.0] and term["__all__"] and not trunc["__all__"]
+    env.close()
+
+
+class ShortBattles(StarCraft2EnvStandIn):
+    """The stand-in with a 4-step episode limit (SMAC takes the limit from the map)."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.episode_limit = 4
+
+
+@pytest.mark.parametrize("continuing_episode", [False, True])
+def test_time_limit_truncates(continuing_episode):
+    """SMAC ends a timed-out battle with terminated=True; the adapter reports a truncation
+    (from info["episode_limit"] with continuing_episode, else from the timeouts counter)."""
+    env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": ShortBattles, "continuing_episode": continuing_episode})
+    for _ in range(2):
+        obs, _ = env.reset()
+        for t in range(4):
+            obs, _, term, trunc, infos = env.step(dict.fromkeys(env.possible_agents, STOP))
+            assert term["__all__"] is False
+            assert trunc["__all__"] is (t == 3) and all(trunc[a] is (t == 3) for a in env.possible_agents)
+        assert infos["agent_1"]["episode_stats"]["battle_won"] == 0.0
+        assert env.agents == []
+
+
+class LostConnection(StarCraft2EnvStandIn):
+    """SMAC's answer when the game's connection breaks mid-battle: restart it, return (0, True, {})."""
+
+    def step(self, actions):
+        if self._episode_steps == 2:
+            self.full_restart()
+            return 0, True, {}
+        return super().step(actions)
+
+
+def test_lost_game_connection_truncates():
+    env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": LostConnection})
+    env.reset(seed=0)
+    for t in range(3):
+        _, rew, term, trunc, infos = env.step(dict.fromkeys(env.possible_agents, STOP))
+        assert not term["__all__"] and trunc["__all__"] is (t == 2)
+    assert rew["agent_0"] == 0.0 and env.env.force_restarts == 1
+    assert infos["agent_2"]["episode_stats"] == {"battle_won": 0.0, "dead_allies": 0.0, "dead_enemies": 0.0}
+
+
+def test_sparse_reward_alive_from_mask():
+    """With reward_sparse SMAC never updates death_tracker_ally; the no-op-only mask still tells."""
+    config = {"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, "reward_sparse": True, "reward_scale": False}
+    env = SMACTeamEnv({**config, "seed": 0})
+    obs, _ = env.reset()
+    rng = np.random.default_rng(1)
+    while True:
+        obs, rew, term, trunc, infos = env.step(random_masked(obs, rng))
+        if term["__all__"] or trunc["__all__"]:
+            break
+        assert rew["agent_0"] == 0.0
+    assert not env.env.death_tracker_ally.any()
+    assert infos["agent_0"]["episode_stats"]["dead_allies"] == 3.0
+    assert not any(i["alive"] for i in infos.values())
+    assert rew["agent_0"] in (-1.0, 1.0)
+
+
+def test_unavailable_actions_replaced_or_raised():
+    """SMAC asserts on an unavailable action; RLlib's env check steps mask-blind random actions,
+    so the adapter replaces them by default (flagged and counted), or raises if asked to."""
+    env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": "standins.starcraft2_standin:StarCraft2EnvStandIn"})
+    env.reset(seed=0)
+    with pytest.raises(AssertionError, match="Agent 0 cannot perform action 0"):
+        env.env.step([NO_OP, STOP, STOP])  # the stand-in, like SMAC: no-op is for the dead only
+    before = StarCraft2EnvStandIn.unavailable_actions_taken
+    _, _, _, _, infos = env.step({"agent_0": NO_OP, "agent_1": STOP, "agent_2": 8})  # 8: attack, out of range
+    assert StarCraft2EnvStandIn.unavailable_actions_taken == before
+    assert env.replaced_actions == 2 and np.array_equal(env.env.last_action.argmax(1), [STOP, STOP, STOP])
+    assert infos["agent_0"]["action_replaced"] and "action_replaced" not in infos["agent_1"]
+    with pytest.raises(ValueError, match="No action for"):
+        env.step({"agent_0": STOP})
+
+    strict = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, "unavailable_actions": "raise"})
+    strict.reset(seed=0)
+    with pytest.raises(ValueError, match=r"agent_2 took unavailable action 8; available: \[1, 2, 3, 4, 5\]"):
+        strict.step({"agent_0": STOP, "agent_1": STOP, "agent_2": 8})
+
+
+def test_seeds():
+    def rollout(config, seed=None):
+        env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, **config})
+        obs, _ = env.reset(seed=seed)
+        rng, out = np.random.default_rng(0), []
+        for _ in range(20):
+            obs, rew, term, trunc, infos = env.step(random_masked(obs, rng))
+            out.append((rew["agent_0"], float(infos["agent_0"]["state"].sum())))
+            if term["__all__"] or trunc["__all__"]:
+                obs, _ = env.reset()
+        return out, env.env.seed()
+
+    assert rollout({"seed": 5}) == rollout({"seed": 5})
+    assert rollout({}, seed=7) == rollout({"seed": 7}) and rollout({}, seed=7)[1] == 7
+    assert rollout({"seed": 5}, seed=9)[1] == 5  # the env config's seed wins
+    assert rollout({"seed": 5})[0] != rollout({"seed": 6})[0]
+
+
+def test_smacv2_scenarios_and_adapter():
+    assert set(SMACV2_PAPER_TASKS) <= set(SMACV2_TASKS) and len(SMACV2_TASKS) == 15
+    z = SMACV2_SCENARIOS["zerg_10_vs_11"]
+    assert z["map_name"] == "10gen_zerg" and z["obs_own_pos"] and z["use_unit_ranges"]
+    cap = z["capability_config"]
+    assert (cap["n_units"], cap["n_enemies"]) == (10, 11)
+    assert cap["team_gen"] == {
+        "dist_type": "weighted_teams",
+        "unit_types": ["zergling", "baneling", "hydralisk"],
+        "weights": [0.45, 0.1, 0.45],
+        "exception_unit_types": ["baneling"],
+        "observe": True,
+    }
+    assert cap["start_positions"] == {"dist_type": "surrounded_and_reflect", "p": 0.5, "map_x": 32, "map_y": 32}
+    assert "exception_unit_types" not in SMACV2_SCENARIOS["protoss_5_vs_5"]["capability_config"]["team_gen"]
+    assert SMACV2_SCENARIOS["terran_5_vs_5"]["capability_config"]["team_gen"]["exception_unit_types"] == ["medivac"]
+
+    env = SMACv2TeamEnv({"map_name": "zerg_10_vs_11", "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn})
+    assert env.possible_agents[0] == "agent_0" and len(env.possible_agents) == 10
+    assert env.action_spaces["agent_3"].n == 6 + 11
+    assert env.env.env.map_name == "10gen_zerg"
+    assert "env_key" in env.env.distribution_config["team_gen"]  # the wrapper filled in its copy ...
+    assert "env_key" not in cap["team_gen"]  # ... not our scenario table
+    rng = np.random.default_rng(0)
+    obs, infos = env.reset(seed=2)
+    saw_dead = False
+    for _ in range(100):
+        obs, rew, term, trunc, infos = env.step(random_masked(obs, rng))
+        assert infos["agent_0"]["state"].shape == env.state_space.shape
+        saw_dead |= not all(i["alive"] for i in infos.values())
+        if term["__all__"] or trunc["__all__"]:
+            assert "battle_won" in infos["agent_9"]["episode_stats"]
+            obs, infos = env.reset()
+    assert saw_dead
+    fp = SMACv2TeamEnv(
+        {"task": "terran_5_vs_5", "state_type": "FP", "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn}
+    )
+    _, infos = fp.reset(seed=0)
+    assert infos["agent_4"]["state"].shape == fp.state_space.shape
+    np.testing.assert_array_equal(infos["agent_4"]["state"][-5:], np.eye(5)[4])
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match=r"Unknown SMAC map '4m'; known: 3m, 8m"):
+        SMACTeamEnv({"map_name": "4m", "sc2_env_cls": StarCraft2EnvStandIn})
+    with pytest.raises(ValueError, match=r"Unknown SMACv2 scenario 'zerg_3_vs_3'; known: protoss_5_vs_5"):
+        SMACv2TeamEnv({"task": "zerg_3_vs_3", "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn})
+    with pytest.raises(ValueError, match="discrete"):
+        SMACTeamEnv({"map_name": "3m", "continuous_actions": True, "sc2_env_cls": StarCraft2EnvStandIn})
+    with pytest.raises(ValueError, match="unavailable_actions"):
+        SMACTeamEnv({"map_name": "3m", "unavailable_actions": "ignore", "sc2_env_cls": StarCraft2EnvStandIn})
+    with pytest.raises(ValueError, match="state_type"):
+        SMACTeamEnv({"map_name": "3m", "state_type": "AS", "sc2_env_cls": StarCraft2EnvStandIn})
+    with pytest.raises(ValueError, match="module:Name"):
+        SMACTeamEnv({"map_name": "3m", "sc2_env_cls": "standins.starcraft2_standin"})
+    with pytest.raises(TypeError, match="not_a_smac_option"):  # pass-through keywords reach StarCraft2Env
+        SMACTeamEnv({"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, "not_a_smac_option": 1})
+    assert set(SMAC_MAPS) >= {"3m", "8m", "2s3z", "3s5z", "5m_vs_6m", "MMM2", "corridor", "6h_vs_8z", "27m_vs_30m"}
+
+
+def test_smac_not_installed(monkeypatch):
+    real_import = builtins.__import__
+
+    def no_smac(name, *args, **kwargs):
+        if name == "smac" or name.startswith(("smac.", "smacv2")):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_smac)
+    with pytest.raises(SMACNotInstalledError, match=r"pip install 'git\+https://github.com/oxwhirl/smac.git'") as e:
+        SMACTeamEnv({"map_name": "3m"})
+    assert "SMAC3" in str(e.value)
+    with pytest.raises(ImportError, match=r"pip install 'git\+https://github.com/oxwhirl/smacv2.git'"):
+        SMACv2TeamEnv({"task": "zerg_5_vs_5"})
+
+
+def test_smac3_installed_instead(monkeypatch):
+    """PyPI's `smac` (SMAC3, an optimizer) imports fine but has no smac.env."""
+    smac3 = types.ModuleType("smac")
+    smac3.__path__ = []  # a package, without an env subpackage
+    smac3.__file__ = "/site-packages/smac/__init__.py"
+    monkeypatch.setitem(sys.modules, "smac", smac3)
+    monkeypatch.delitem(sys.modules, "smac.env", raising=False)
+    with pytest.raises(SMACNotInstalledError, match=r"SMAC3.*pip uninstall -y smac && pip install 'git\+https"):
+        SMACTeamEnv({"map_name": "3m"})
+
+
+def _fake_module(monkeypatch, name: str, **attrs) -> None:
+    module = types.ModuleType(name)
+    module.__path__ = []
+    for key, value in attrs.items():
+        setattr(module, key, value)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_starcraft2_missing(monkeypatch, tmp_path):
+    """smac installed (faked here by the stand-in) but no game: say where we looked and how to install."""
+    _fake_module(monkeypatch, "smac")
+    _fake_module(monkeypatch, "smac.env", StarCraft2Env=StarCraft2EnvStandIn)
+    _fake_module(monkeypatch, "smacv2")
+    _fake_module(monkeypatch, "smacv2.env", StarCraftCapabilityEnvWrapper=StarCraftCapabilityEnvWrapperStandIn)
+    monkeypatch.setenv("SC2PATH", str(tmp_path))
+    with pytest.raises(StarCraftIINotFoundError, match="not installed at") as e:
+        SMACTeamEnv({"map_name": "3m"})
+    for hint in ("SC2PATH=", "cluster/install_sc2.sh", "SC2.4.10.zip", "iagreetotheeula", "SMAC_Maps.zip"):
+        assert hint in str(e.value)
+    (tmp_path / "Versions").mkdir()
+    with pytest.raises(StarCraftIINotFoundError, match=r"map .*SMAC_Maps/3m\.SC2Map is missing"):
+        SMACTeamEnv({"map_name": "3m"})
+    maps = tmp_path / "Maps" / "SMAC_Maps"
+    maps.mkdir(parents=True)
+    (maps / "3m.SC2Map").touch()
+    assert SMACTeamEnv({"map_name": "3m"}).possible_agents == ["agent_0", "agent_1", "agent_2"]
+    with pytest.raises(StarCraftIINotFoundError, match=r"32x32_flat\.SC2Map is missing") as e:
+        SMACv2TeamEnv({"task": "protoss_5_vs_5"})
+    assert "smacv2/releases/download/maps/SMAC_Maps.zip" in str(e.value)
+    (maps / "32x32_flat.SC2Map").touch()
+    assert len(SMACv2TeamEnv({"task": "protoss_5_vs_5"}).possible_agents) == 5
+
+
+def test_rllib_happo_never_takes_an_unavailable_action(ray_session):
+    """One HAPPO iteration on 3m: no action RLlib sends is unavailable (the adapter would
+    replace and count it, the stand-in would assert as SMAC does and count it); the win rate
+    reaches RLlib's env-runner metrics."""
+    from harl_rllib import HAPPOConfig
+
+    StarCraft2EnvStandIn.unavailable_actions_taken = 0
+    StarCraft2EnvStandIn.steps_taken = 0
+    config = (
+        HAPPOConfig()
+        .environment(SMACTeamEnv, env_config={"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .training(train_batch_size_per_learner=200, num_epochs=1, critic_epoch=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        (env,) = [e.unwrapped for e in algo.env_runner.env.envs]
+        env.replaced_actions = 0  # RLlib's env check stepped it once with mask-blind random actions
+        result = algo.train()
+        assert "battle_won" in result["env_runners"]
+        assert 0.0 <= result["env_runners"]["battle_won"] <= 1.0
+        episodes = algo.env_runner.sample(num_timesteps=100, random_actions=False)
+        for ep in episodes:
+            for aid, sa in ep.agent_episodes.items():
+                obs = sa.get_observations()  # a dict of arrays once numpy'd, else a list of dicts
+                masks = np.asarray(obs["action_mask"] if isinstance(obs, dict) else [o["action_mask"] for o in obs])
+                masks = masks[: len(sa)]
+                actions = np.asarray(sa.get_actions())
+                assert np.all(masks[np.arange(len(actions)), actions] == 1), f"{aid} took a masked action"
+                assert not any(info.get("action_replaced") for info in sa.get_infos())
+        assert env.replaced_actions == 0
+    finally:
+        algo.stop()
+    assert StarCraft2EnvStandIn.steps_taken >= 300
+    assert StarCraft2EnvStandIn.unavailable_actions_taken == 0
