@@ -17,7 +17,7 @@ import sys
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="happo", help="happo | hatrpo | haa2c | mappo")
-    p.add_argument("--env", default="mpe", help="mpe")
+    p.add_argument("--env", default="mpe", help="mpe | smax | mamujoco | smac | smacv2 | toy")
     p.add_argument("--task", default="simple_spread_v3")
     p.add_argument("--stop-iters", type=int, default=None)
     p.add_argument("--stop-timesteps", type=int, default=None, help="env steps (default 400000)")
@@ -25,6 +25,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--continuous-actions", action="store_true")
     p.add_argument("--num-env-runners", type=int, default=None)
     p.add_argument("--envs-per-runner", type=int, default=None)
+    p.add_argument("--num-learners", type=int, default=None, help="remote learner actors (0: learn on the driver)")
+    p.add_argument("--num-gpus-per-learner", type=float, default=None)
     p.add_argument("--config", default=None, help="YAML file: overrides of any config field")
     p.add_argument("--storage-path", default="./results")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
@@ -50,7 +52,7 @@ def main(argv=None) -> int:
             envs_per_runner=args.envs_per_runner,
             overrides=load_overrides(args.config),
         )
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, ImportError) as e:  # ImportError: a missing env package or StarCraft II
         print(f"error: {e}", file=sys.stderr)
         return 2
 

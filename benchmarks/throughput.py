@@ -2,10 +2,14 @@
 
     python benchmarks/throughput.py                      # HAPPO, MPE simple_spread (3 agents)
     python benchmarks/throughput.py --algo mappo --iters 8
+    python benchmarks/throughput.py --env smax --task 3m --envs-per-runner 16
+    python benchmarks/throughput.py --env mamujoco --task HalfCheetah-2x3
 
-Prints the raw mpe2 random-action rate (joint env steps/s), HAPPO's training rate
-(env steps sampled and trained per second of wall time, after one warm-up
-iteration), their ratio, and the split of an iteration into sampling and learning.
+Prints the raw random-action rate (joint env steps/s: of the bare mpe2 env for MPE,
+and of harl_rllib's adapter for every env; for SMAX also of one batched call over
+all of a runner's envs), the training rate (env steps sampled and trained per second
+of wall time, after one warm-up iteration), their ratio, and the split of an
+iteration into sampling and learning.
 Goals (see README): ≥ 0.5 × raw, and ≥ 1.5 × the reference implementation
 (≈340 env steps/s on this 2-core machine class).
 """
@@ -34,7 +38,54 @@ def raw_rate(task: str, seconds: float) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def train_rate(algo_name: str, task: str, iters: int, runners: int, envs: int, threads: int) -> dict:
+def adapter_rate(env_name: str, task: str, seconds: float) -> float:
+    """Joint steps/s of harl_rllib's team env with random available actions (resets included)."""
+    import numpy as np
+
+    from harl_rllib.envs.registry import ENVS
+
+    env = ENVS[env_name][0]({"task": task})
+    rng = np.random.default_rng(0)
+
+    def act(obs):
+        out = {}
+        for a, o in obs.items():
+            space = env.action_spaces[a]
+            if isinstance(o, dict) and "action_mask" in o:
+                out[a] = int(rng.choice(np.flatnonzero(o["action_mask"])))
+            else:
+                out[a] = space.sample()
+        return out
+
+    obs, _ = env.reset(seed=0)
+    obs, *_ = env.step(act(obs))  # compile/warm-up, not timed
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        obs, _, term, trunc, _ = env.step(act(obs))
+        steps += 1
+        if term["__all__"] or trunc["__all__"]:
+            obs, _ = env.reset()
+    env.close()
+    return steps / (time.perf_counter() - start)
+
+
+def smax_batched_rate(task: str, envs: int, seconds: float) -> float:
+    """Joint env steps/s of SMAX's engine stepping `envs` battles in one jitted call."""
+    import numpy as np
+
+    from harl_rllib.envs.smax import SMAXTeamEnv
+
+    engine = SMAXTeamEnv({"task": task}, num_envs=envs).engine
+    engine.reset(0)
+    actions, no_reset = np.full((envs, engine.n), 4, np.int32), np.zeros(envs, bool)  # "stop" is always available
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        engine.step(actions, no_reset)
+        calls += 1
+    return calls * envs / (time.perf_counter() - start)
+
+
+def train_rate(algo_name: str, env: str, task: str, iters: int, runners: int, envs: int, threads: int) -> dict:
     import ray
     import torch
 
@@ -42,7 +93,7 @@ def train_rate(algo_name: str, task: str, iters: int, runners: int, envs: int, t
     from harl_rllib.run import build_config
 
     torch.set_num_threads(threads)
-    config = build_config(algo=algo_name, env="mpe", task=task, num_env_runners=runners, envs_per_runner=envs)
+    config = build_config(algo=algo_name, env=env, task=task, num_env_runners=runners, envs_per_runner=envs)
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         algo = config.build_algo()
@@ -65,6 +116,7 @@ def train_rate(algo_name: str, task: str, iters: int, runners: int, envs: int, t
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="happo")
+    p.add_argument("--env", default="mpe")
     p.add_argument("--task", default="simple_spread_v3")
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--num-env-runners", type=int, default=0)
@@ -72,17 +124,26 @@ def main() -> None:
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--raw-seconds", type=float, default=5.0)
     a = p.parse_args()
-    raw = raw_rate(a.task, a.raw_seconds)
-    t = train_rate(a.algo, a.task, a.iters, a.num_env_runners, a.envs_per_runner, a.torch_threads)
-    print(f"raw env (mpe2 {a.task}, random actions): {raw:8.0f} env steps/s")
+    raws = {}
+    if a.env == "mpe":
+        raws[f"bare mpe2 {a.task}"] = raw_rate(a.task, a.raw_seconds)
+    raws[f"harl_rllib {a.env} {a.task} adapter"] = adapter_rate(a.env, a.task, a.raw_seconds)
+    if a.env == "smax":
+        raws[f"SMAX {a.task}, {a.envs_per_runner} envs in one call"] = smax_batched_rate(
+            a.task, a.envs_per_runner, a.raw_seconds
+        )
+    raw = next(iter(raws.values()))
+    t = train_rate(a.algo, a.env, a.task, a.iters, a.num_env_runners, a.envs_per_runner, a.torch_threads)
+    for name, rate in raws.items():
+        print(f"raw env ({name}, random actions): {rate:8.0f} env steps/s")
     print(
         f"{a.algo} training ({a.num_env_runners} remote runners, {a.envs_per_runner} envs each): "
         f"{t['rate']:8.0f} env steps/s  ({t['steps']} steps in {a.iters} iterations; "
         f"per iteration: sampling {t['sample_s']:.2f}s, learning {t['learn_s']:.2f}s)"
     )
-    print(f"ratio training / raw: {t['rate'] / raw:.3f}  (goal >= 0.5)")
-    print(f"ratio training / reference HAPPO (340 env steps/s): {t['rate'] / 340:.2f}  (goal >= 1.5)")
-
+    print(f"ratio training / raw ({next(iter(raws))}): {t['rate'] / raw:.3f}  (goal >= 0.5)")
+    if a.env == "mpe" and a.task == "simple_spread_v3":
+        print(f"ratio training / reference HAPPO (340 env steps/s): {t['rate'] / 340:.2f}  (goal >= 1.5)")
 
 if __name__ == "__main__":
     main()
