@@ -50,6 +50,8 @@ def main(argv=None) -> int:
             continuous_actions=args.continuous_actions,
             num_env_runners=args.num_env_runners,
             envs_per_runner=args.envs_per_runner,
+            num_learners=args.num_learners,
+            num_gpus_per_learner=args.num_gpus_per_learner,
             overrides=load_overrides(args.config),
         )
     except (ValueError, FileNotFoundError, ImportError) as e:  # ImportError: a missing env package or StarCraft II

@@ -56,6 +56,8 @@ def build_config(
     continuous_actions: bool = False,
     num_env_runners: int | None = None,
     envs_per_runner: int | None = None,
+    num_learners: int | None = None,
+    num_gpus_per_learner: float | None = None,
     overrides: dict[str, Any] | None = None,
 ):
     """A validated config; every bad input raises here, before Ray starts."""
@@ -74,6 +76,10 @@ def build_config(
         config.env_runners(num_env_runners=num_env_runners)
     if envs_per_runner is not None:
         config.env_runners(num_envs_per_env_runner=envs_per_runner)
+    if num_learners is not None:
+        config.learners(num_learners=num_learners)
+    if num_gpus_per_learner is not None:
+        config.learners(num_gpus_per_learner=num_gpus_per_learner)
     apply_overrides(config, overrides or {})
     config.validate()
     return config

@@ -46,10 +46,15 @@ class ValueNorm(nn.Module):
         return mean, (mean_sq - mean**2).clamp(min=1e-2)
 
     @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
+    def update(self, x: torch.Tensor, all_sum=None) -> None:
+        """One EMA step with the batch's mean and mean square. `all_sum` sums a tensor over
+        data-parallel learners, so that every learner takes the same step on the global batch."""
+        sums = torch.stack([x.sum(), (x**2).sum(), torch.tensor(float(x.numel()), device=x.device)])
+        if all_sum is not None:
+            sums = all_sum(sums)
         w = self.beta
-        self.running_mean.mul_(w).add_(x.mean() * (1 - w))
-        self.running_mean_sq.mul_(w).add_((x**2).mean() * (1 - w))
+        self.running_mean.mul_(w).add_(sums[0] / sums[2] * (1 - w))
+        self.running_mean_sq.mul_(w).add_(sums[1] / sums[2] * (1 - w))
         self.debiasing_term.mul_(w).add_(1 - w)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:

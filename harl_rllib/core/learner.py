@@ -43,13 +43,16 @@ FACTOR_MEAN = "factor_mean"
 UPDATE_POSITION = "update_position"
 
 
-def minibatch_indices(n: int, minibatch_size: int | None, generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """HARL's feed-forward sampler: one permutation, ⌊n / size⌋ minibatches."""
+def minibatch_indices(
+    n: int, minibatch_size: int | None, generator: torch.Generator, count: int | None = None
+) -> Iterator[torch.Tensor]:
+    """HARL's feed-forward sampler: one permutation, ⌊n / size⌋ minibatches (or `count`,
+    when data-parallel learners must take the same number of steps)."""
     if minibatch_size is None or minibatch_size >= n:
         yield torch.arange(n)
         return
     perm = torch.randperm(n, generator=generator)
-    for i in range(n // minibatch_size):
+    for i in range(n // minibatch_size if count is None else count):
         yield perm[i * minibatch_size : (i + 1) * minibatch_size]
 
 
@@ -66,6 +69,47 @@ class HATorchLearner(TorchLearner):
         # Introspection for tests and debugging: the factor each agent trained with.
         self.last_factors: dict[str, torch.Tensor] = {}
         self.last_order: list[str] = []
+        self.last_advantages: dict[str, torch.Tensor] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The last update as numpy (order, advantages, factors, weights): for tests and
+        debugging, e.g. `learner_group.foreach_learner(operator.methodcaller("snapshot"))`."""
+        return {
+            "order": list(self.last_order),
+            "world_size": self.world_size,
+            "advantages": {a: t.cpu().numpy() for a, t in self.last_advantages.items()},
+            "factors": {a: t.cpu().numpy() for a, t in self.last_factors.items()},
+            "weights": {
+                mid: {k: v.detach().cpu().numpy() for k, v in self.module[mid].unwrapped().state_dict().items()}
+                for mid in self.module.keys()
+            },
+        }
+
+    # ---- data-parallel learners (num_learners >= 2) -------------------------------------
+    # RLlib wraps modules in DDP, but the sequential update trains one module at a time
+    # through the unwrapped modules, so the learners are kept in step here: gradients,
+    # advantage statistics, ValueNorm statistics and minibatch counts are reduced over
+    # all learners (each holds a shard of the iteration's episodes).
+
+    @property
+    def world_size(self) -> int:
+        dist = torch.distributed
+        return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+    def all_sum(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum over learners (identity with one learner)."""
+        if self.world_size > 1:
+            t = t.detach().clone()
+            torch.distributed.all_reduce(t)
+        return t
+
+    def num_minibatches(self, n: int, minibatch_size: int | None) -> int | None:
+        """The same minibatch count on every learner: the smallest shard's."""
+        if self.world_size == 1 or minibatch_size is None:
+            return None
+        count = torch.tensor(n // minibatch_size if minibatch_size < n else 1)
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
+        return int(count)
 
     def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
         """Adam with HARL's eps; the critic with `critic_lr`."""
@@ -125,7 +169,9 @@ class HATorchLearner(TorchLearner):
 
     def advantages_for(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
         """Standardized advantages per agent, as HARL: per agent over its alive rows (EP),
-        jointly over all agents' alive rows (FP)."""
+        jointly over all agents' alive rows (FP); over all learners' rows when there are several."""
+        if self.world_size > 1:
+            return self._advantages_all_learners(team, agents)
         if self.config.state_type == "FP":
             adv = np.concatenate([team[a][ADVANTAGES].cpu().numpy() for a in agents])
             alive = np.concatenate([team[a][ALIVE].cpu().numpy() for a in agents])
@@ -140,11 +186,25 @@ class HATorchLearner(TorchLearner):
             for a in agents
         }
 
+    def _advantages_all_learners(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
+        groups = [list(agents)] if self.config.state_type == "FP" else [[a] for a in agents]
+        out = {}
+        for group in groups:
+            x = torch.cat([team[a][ADVANTAGES] for a in group]).double()
+            m = torch.cat([team[a][ALIVE] for a in group]).double()
+            s = self.all_sum(torch.stack([m.sum(), (m * x).sum(), (m * x * x).sum()]))
+            mean = s[1] / s[0].clamp(min=1)
+            std = (s[2] / s[0].clamp(min=1) - mean**2).clamp(min=0).sqrt()
+            for a in group:
+                out[a] = ((team[a][ADVANTAGES].double() - mean) / (std + 1e-5)).float()
+        return out
+
     def train_actors(self, team: dict, order: Sequence[str]) -> None:
         """The sequential loop (HA algorithms) or the simultaneous one (MAPPO)."""
         advantages = self.advantages_for(team, order)
         self.last_order = list(order)
         self.last_factors = {}
+        self.last_advantages = advantages
         if not self.config.sequential_update:
             # Simultaneous: every module trains once on its agents' rows, factor 1.
             by_module: dict[str, list[str]] = {}
@@ -202,13 +262,15 @@ class HATorchLearner(TorchLearner):
         (HAPPO's and HAA2C's step; HARL's `train`/`update`)."""
         cfg = self.config
         mask = self.policy_mask(data)
+        count = self.num_minibatches(len(advantages), cfg.minibatch_size)
         for _ in range(cfg.num_epochs):
-            for idx in minibatch_indices(len(advantages), cfg.minibatch_size, self._generator):
+            for idx in minibatch_indices(len(advantages), cfg.minibatch_size, self._generator, count):
                 mb = index_rows(data, idx)
                 logp, entropy = self.logp_entropy(module_id, mb)
                 policy_loss, ratio = surrogate(logp, mb[Columns.ACTION_LOGP], advantages[idx], factor[idx], mask[idx])
                 mean_entropy = masked_mean(entropy, mask[idx])
-                grad_norm = self.gradient_step(module_id, policy_loss - cfg.entropy_coeff * mean_entropy)
+                loss = policy_loss - cfg.entropy_coeff * mean_entropy
+                grad_norm = self.gradient_step(module_id, loss, weight=mask[idx].sum())
         self.log_actor_metrics(
             module_id,
             policy_loss=policy_loss.item(),
@@ -217,18 +279,35 @@ class HATorchLearner(TorchLearner):
             ratio=ratio.mean().item(),
         )
 
-    def gradient_step(self, module_id: str, loss: torch.Tensor) -> float:
-        """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step."""
+    def gradient_step(self, module_id: str, loss: torch.Tensor, weight: torch.Tensor | float = 1.0) -> float:
+        """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step.
+
+        With several learners, `weight` is the loss's denominator here (rows it averages
+        over): the gradients are combined as Σ wᵢ gᵢ / Σ wᵢ, the gradient of the mean over
+        all learners' rows, before clipping, so every learner takes the same step."""
         optim = self.get_optimizer(module_id)
         params = self.get_parameters(self.module[module_id])
         optim.zero_grad(set_to_none=True)
         loss.backward()
+        self.reduce_gradients(params, weight)
         if self.config.use_max_grad_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         else:
             norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
         optim.step()
         return float(norm)
+
+    def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor | float = 1.0) -> None:
+        """Σ wᵢ gᵢ / Σ wᵢ over learners, in place (no-op with one learner)."""
+        if self.world_size == 1:
+            return
+        w = torch.as_tensor(weight, dtype=torch.float32).detach()
+        total = self.all_sum(w.reshape(1))[0].clamp(min=1e-8)
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.mul_(w / total)
+            torch.distributed.all_reduce(p.grad)
 
     def log_actor_metrics(self, module_id: str, **values: float) -> None:
         for key, value in values.items():
@@ -242,11 +321,12 @@ class HATorchLearner(TorchLearner):
         critic = self.module[CRITIC_MODULE_ID].unwrapped()
         n = len(data[VALUE_TARGETS])
         ones = torch.ones(n, device=self._device)
+        count = self.num_minibatches(n, cfg.critic_minibatch_size)
         for _ in range(cfg.critic_epoch):
-            for idx in minibatch_indices(n, cfg.critic_minibatch_size, self._generator):
+            for idx in minibatch_indices(n, cfg.critic_minibatch_size, self._generator, count):
                 targets = data[VALUE_TARGETS][idx]
                 if critic.value_norm is not None:
-                    critic.value_norm.update(targets)
+                    critic.value_norm.update(targets, self.all_sum if self.world_size > 1 else None)
                     targets = critic.value_norm.normalize(targets)
                 values = critic.values(data[STATE][idx])
                 loss = cfg.value_loss_coef * value_loss(
@@ -259,7 +339,7 @@ class HATorchLearner(TorchLearner):
                     use_huber_loss=cfg.use_huber_loss,
                     huber_delta=cfg.huber_delta,
                 )
-                grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss)
+                grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss, weight=float(len(idx)))
         explained = 1 - torch.var(data[VALUE_TARGETS] - self._critic_returns(critic, data[STATE])) / torch.var(
             data[VALUE_TARGETS]
         ).clamp(min=1e-8)
