@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
@@ -10,13 +12,53 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-@pytest.fixture(scope="session")
-def ray_session():
+def register_harl() -> None:
+    """Register harl_rllib's algorithms and envs with Tune again.
+
+    Tune's registry lives in the running Ray (its GCS key-value store): names registered
+    before `ray.init` are flushed into it, but a Ray started after a `ray.shutdown()` has
+    none of what `import harl_rllib` registered. Call this after every such restart.
+    """
+    from ray.tune.registry import register_trainable
+
+    import harl_rllib
+    from harl_rllib.envs import register_envs
+
+    register_envs()
+    for name, cls in harl_rllib.ALGORITHMS.items():
+        register_trainable(name, cls)
+
+
+def start_local_ray() -> ModuleType:
+    """The tests' own local Ray (2 CPUs, never a cluster found on the machine), unless one is up."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+        register_harl()
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[ModuleType]:
+    """One local Ray for the session, shut down at its end.
+
+    Session-scoped so that module- and session-scoped fixtures can use it. A test that needs
+    another Ray (tests/test_cluster.py starts a multi-node cluster) shuts it down; the hook
+    below starts it again for the next test that asks for it.
+    """
+    ray = start_local_ray()
     yield ray
-    ray.shutdown()
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of a test that uses `ray_session` (at any scope): bring Ray back up
+    if an earlier test shut it down (the session fixture itself runs only once)."""
+    if "ray_session" in getattr(item, "fixturenames", ()):
+        start_local_ray()
 
 
 def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
@@ -33,3 +75,31 @@ def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
         .training(train_batch_size_per_learner=batch, **training)
     )
     return config
+
+
+def check_team_batch(algo, episodes) -> int:
+    """Run the learner's team-batch connector on sampled episodes; assert the agents' rows
+    are the same env steps and each row's alive flag is the env's `info["alive"]` at that
+    step (dead agents' rows carry no weight in the actor loss). Returns the dead rows."""
+    import numpy as np
+    import torch
+
+    from harl_rllib.core.team_batch import ALIVE, ENV_T, EPS_INDEX
+
+    learner = algo.learner_group._learner
+    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})
+    agents = list(algo.config.get_team_spec().agents)
+    for a in agents[1:]:
+        np.testing.assert_array_equal(batch[a][EPS_INDEX], batch[agents[0]][EPS_INDEX])
+        np.testing.assert_array_equal(batch[a][ENV_T], batch[agents[0]][ENV_T])
+    dead = 0
+    for a in agents:
+        expected = np.concatenate(
+            [[float(i.get("alive", True)) for i in ep.agent_episodes[a].get_infos()[: len(ep)]] for ep in episodes]
+        )
+        np.testing.assert_array_equal(np.asarray(batch[a][ALIVE], np.float32), expected)
+        dead += int((expected == 0).sum())
+        mask = learner.policy_mask({ALIVE: torch.as_tensor(batch[a][ALIVE])})
+        assert float(mask.sum()) == float(expected.sum())
+    return dead
+

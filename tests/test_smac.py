@@ -28,6 +28,8 @@ from harl_rllib.envs.smac import (
     find_starcraft2,
 )
 
+from conftest import check_team_batch
+
 NO_OP, STOP, MOVE_EAST, FIRST_ATTACK = 0, 1, 4, 6
 
 
@@ -414,6 +416,7 @@ def test_rllib_happo_never_takes_an_unavailable_action(ray_session):
                 assert np.all(masks[np.arange(len(actions)), actions] == 1), f"{aid} took a masked action"
                 assert not any(info.get("action_replaced") for info in sa.get_infos())
         assert env.replaced_actions == 0
+        assert check_team_batch(algo, episodes) > 0  # rows aligned; dead agents' rows masked
     finally:
         algo.stop()
     assert StarCraft2EnvStandIn.steps_taken >= 300
