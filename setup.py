@@ -3,6 +3,7 @@ from setuptools import find_packages, setup
 MPE = ["mpe2>=1.1", "pettingzoo>=1.25"]
 SMAX = ["jaxmarl>=0.2"]
 MAMUJOCO = ["gymnasium-robotics>=1.4", "mujoco>=3"]
+WANDB = ["wandb>=0.31"]
 
 setup(
     name="harl_rllib",
@@ -28,7 +29,8 @@ setup(
             "smac @ git+https://github.com/oxwhirl/smac.git",
             "smacv2 @ git+https://github.com/oxwhirl/smacv2.git",
         ],
-        "all": MPE + SMAX + MAMUJOCO,
-        "test": MPE + SMAX + MAMUJOCO + ["pytest>=8", "ruff"],
+        "wandb": WANDB,
+        "all": MPE + SMAX + MAMUJOCO + WANDB,
+        "test": MPE + SMAX + MAMUJOCO + WANDB + ["pytest>=8", "ruff"],
     },
 )

@@ -1,6 +1,7 @@
 """Train a HARL algorithm on RLlib.
 
     python train.py --algo happo --env mpe --task simple_spread_v3
+    python train.py --tune tune_configs/happo_mpe_simple_spread.yaml [--wandb]
 
 Starts a local Ray (or joins the cluster in RAY_ADDRESS, as under `ray submit`), prints
 progress each iteration, writes progress.jsonl, result.json and a final checkpoint
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -30,6 +32,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="YAML file: overrides of any config field")
     p.add_argument("--storage-path", default="./results")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
+    p.add_argument("--checkpoint-every", type=int, default=10, help="iterations per checkpoint (0: at the end only)")
+    p.add_argument(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint (its config; stop flags count the whole run)",
+    )
+    p.add_argument(
+        "--tune",
+        default=None,
+        metavar="FILE",
+        help="YAML sweep file (see tune_configs/): run a Ray Tune sweep; the file sets algo, env, task and stop",
+    )
+    p.add_argument(
+        "--wandb",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with --tune: log trials to Weights & Biases (offline without a key); default: if the file has 'wandb:'",
+    )
     args = p.parse_args(argv)
     if args.stop_iters is None and args.stop_timesteps is None:
         args.stop_timesteps = 400_000
@@ -39,21 +60,27 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from harl_rllib.run import build_config, default_out_dir, load_overrides, train
+    if args.tune:
+        return tune_main(args)
+    from harl_rllib.run import build_config, default_out_dir, last_checkpoint, load_overrides, train
 
     try:
-        config = build_config(
-            algo=args.algo,
-            env=args.env,
-            task=args.task,
-            seed=args.seed,
-            continuous_actions=args.continuous_actions,
-            num_env_runners=args.num_env_runners,
-            envs_per_runner=args.envs_per_runner,
-            num_learners=args.num_learners,
-            num_gpus_per_learner=args.num_gpus_per_learner,
-            overrides=load_overrides(args.config),
-        )
+        if args.resume:  # the run's own config comes from its checkpoint
+            last_checkpoint(Path(args.resume))
+            config = None
+        else:
+            config = build_config(
+                algo=args.algo,
+                env=args.env,
+                task=args.task,
+                seed=args.seed,
+                continuous_actions=args.continuous_actions,
+                num_env_runners=args.num_env_runners,
+                envs_per_runner=args.envs_per_runner,
+                num_learners=args.num_learners,
+                num_gpus_per_learner=args.num_gpus_per_learner,
+                overrides=load_overrides(args.config),
+            )
     except (ValueError, FileNotFoundError, ImportError) as e:  # ImportError: a missing env package or StarCraft II
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -65,13 +92,57 @@ def main(argv=None) -> int:
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False)
     try:
-        out_dir = default_out_dir(args.storage_path, args.algo, args.env, args.task)
-        print(f"writing to {out_dir}", flush=True)
-        last = train(config, stop_iters=args.stop_iters, stop_timesteps=args.stop_timesteps, out_dir=out_dir)
+        if args.resume:
+            import harl_rllib  # noqa: F401  (registers the algorithms and envs the checkpoint names)
+
+            out_dir = Path(args.resume)
+        else:
+            out_dir = default_out_dir(args.storage_path, args.algo, args.env, args.task)
+        print(f"{'resuming' if args.resume else 'writing to'} {out_dir}", flush=True)
+        last = train(
+            config,
+            stop_iters=args.stop_iters,
+            stop_timesteps=args.stop_timesteps,
+            out_dir=out_dir,
+            checkpoint_every=args.checkpoint_every,
+            resume=bool(args.resume),
+        )
         print(f"done: {last}")
     finally:
         ray.shutdown()
     return 0
+
+
+def tune_main(args: argparse.Namespace) -> int:
+    """--tune FILE: a Ray Tune sweep (harl_rllib.tune_sweep); --config and the resource flags override the file."""
+    from harl_rllib.run import load_overrides
+    from harl_rllib.tune_sweep import load_sweep, prepare_sweep, run_sweep
+
+    flags = {
+        "num_env_runners": args.num_env_runners,
+        "num_envs_per_env_runner": args.envs_per_runner,
+        "num_learners": args.num_learners,
+        "num_gpus_per_learner": args.num_gpus_per_learner,
+    }
+    try:
+        overrides = {**load_overrides(args.config), **{k: v for k, v in flags.items() if v is not None}}
+        spec = load_sweep(args.tune)
+        prepare_sweep(spec, overrides=overrides, wandb=args.wandb)  # every check, before Ray starts
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    try:
+        results = run_sweep(spec, storage_path=args.storage_path, wandb=args.wandb, overrides=overrides)
+    finally:
+        ray.shutdown()
+    return 1 if results.errors else 0
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -97,15 +98,55 @@ def summarize(result: dict) -> dict[str, Any]:
     }
 
 
-def train(config, *, stop_iters: int | None, stop_timesteps: int | None, out_dir: Path, quiet: bool = False) -> dict:
-    """Train until a stop criterion; write progress.jsonl and a final checkpoint in out_dir."""
+def save_checkpoint(algo, path: Path) -> None:
+    """Write a checkpoint so that `path` always holds a complete one: save beside it, then
+    swap directories (a crash mid-save leaves the previous checkpoint in place)."""
+    tmp, old = path.with_name(path.name + ".tmp"), path.with_name(path.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    algo.save_to_path(str(tmp))
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+    os.replace(tmp, path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    """The newest complete checkpoint of a run (see `save_checkpoint`)."""
+    for name in ("checkpoint", "checkpoint.old"):
+        if (run_dir / name).is_dir():
+            return run_dir / name
+    raise FileNotFoundError(f"No checkpoint in {run_dir} to resume from")
+
+
+def train(
+    config,
+    *,
+    stop_iters: int | None,
+    stop_timesteps: int | None,
+    out_dir: Path,
+    quiet: bool = False,
+    checkpoint_every: int | None = 10,
+    resume: bool = False,
+) -> dict:
+    """Train until a stop criterion (counted over the whole run, resumed or not); append to
+    progress.jsonl, checkpoint every `checkpoint_every` iterations and at the end.
+    With `resume`, continue the run in `out_dir` from its last checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    algo = config.build_algo()
+    if resume:
+        from ray.rllib.algorithms.algorithm import Algorithm
+
+        algo = Algorithm.from_checkpoint(str(last_checkpoint(out_dir)))
+    else:
+        algo = config.build_algo()
+    checkpoint = out_dir / "checkpoint"
     last: dict[str, Any] = {}
     try:
         with open(out_dir / "progress.jsonl", "a") as log:
             start = time.time()
             while True:
+                if stop_iters is not None and algo.iteration >= stop_iters:
+                    break
                 result = algo.train()
                 last = summarize(result)
                 log.write(json.dumps(last, default=float) + "\n")
@@ -118,12 +159,11 @@ def train(config, *, stop_iters: int | None, stop_timesteps: int | None, out_dir
                         f"time {time.time() - start:7.1f}s",
                         flush=True,
                     )
-                if stop_iters is not None and last["iteration"] >= stop_iters:
-                    break
                 if stop_timesteps is not None and (last["env_steps"] or 0) >= stop_timesteps:
                     break
-        checkpoint = out_dir / "checkpoint"
-        algo.save_to_path(str(checkpoint))
+                if checkpoint_every and last["iteration"] % checkpoint_every == 0:
+                    save_checkpoint(algo, checkpoint)
+        save_checkpoint(algo, checkpoint)
         last["checkpoint"] = str(checkpoint)
         with open(out_dir / "result.json", "w") as f:
             json.dump(last, f, default=float, indent=1)

@@ -17,6 +17,8 @@ from ray.rllib.utils.metrics import (
     TIMERS,
 )
 
+ORDER_RNG = "harl_agent_order_rng"
+
 
 class HAAlgorithm(Algorithm):
     """Base of HAPPO / HATRPO / HAA2C / MAPPO: on-policy, one centralized critic."""
@@ -24,6 +26,19 @@ class HAAlgorithm(Algorithm):
     def setup(self, config) -> None:
         super().setup(config)
         self._order_rng = np.random.default_rng(self.config.seed)
+
+    # The agent-order RNG is part of the checkpoint, so a resumed run draws the orders an
+    # uninterrupted one would have drawn.
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(ORDER_RNG, components, not_components):
+            state[ORDER_RNG] = self._order_rng.bit_generator.state
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if ORDER_RNG in state:
+            self._order_rng.bit_generator.state = state[ORDER_RNG]
 
     def draw_agent_order(self) -> list[str]:
         """The iteration's update order: a fresh random permutation (HARL: torch.randperm),

@@ -10,12 +10,17 @@ uses it. Every other env goes through RLlib's own path unchanged.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
+import torch
 from ray.rllib.callbacks.utils import make_callback
 from ray.rllib.env.env_context import EnvContext
 from ray.rllib.env.multi_agent_env_runner import MultiAgentEnvRunner
 from ray.tune.registry import ENV_CREATOR, _global_registry
+
+RNG = "harl_rng"
 
 
 def vector_env_factory(env: Any):
@@ -26,7 +31,35 @@ def vector_env_factory(env: Any):
 
 
 class HAEnvRunner(MultiAgentEnvRunner):
-    """MultiAgentEnvRunner that uses an env's batched vector env when it has one."""
+    """MultiAgentEnvRunner that uses an env's batched vector env when it has one, and whose
+    checkpoint state holds the sampling RNGs (torch's, for exploration; numpy's; Python's;
+    and each sub-env's when the env offers ``get_rng_state``/``set_rng_state``), so that a
+    run resumed from a checkpoint samples what the uninterrupted run would have."""
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(RNG, components, not_components):
+            envs = [getattr(e, "unwrapped", e) for e in (getattr(self.env, "envs", None) or [])]
+            state[RNG] = {
+                "torch": torch.get_rng_state(),
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+                "envs": [e.get_rng_state() if hasattr(e, "get_rng_state") else None for e in envs],
+            }
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        rng = state.get(RNG)
+        if rng is None:
+            return
+        torch.set_rng_state(torch.as_tensor(rng["torch"], dtype=torch.uint8))
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        envs = [getattr(e, "unwrapped", e) for e in (getattr(self.env, "envs", None) or [])]
+        for env, env_state in zip(envs, rng["envs"], strict=True):
+            if env_state is not None and hasattr(env, "set_rng_state"):
+                env.set_rng_state(env_state)
 
     def make_env(self) -> None:
         factory = vector_env_factory(self.config.env)

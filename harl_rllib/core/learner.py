@@ -40,6 +40,7 @@ from harl_rllib.core.losses import masked_mean, value_loss
 from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
 
 FACTOR_MEAN = "factor_mean"
+MINIBATCH_RNG = "harl_minibatch_rng"
 UPDATE_POSITION = "update_position"
 
 
@@ -110,6 +111,18 @@ class HATorchLearner(TorchLearner):
         count = torch.tensor(n // minibatch_size if minibatch_size < n else 1)
         torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
         return int(count)
+
+    # The minibatch RNG is part of the learner's checkpoint state (exact resume).
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(MINIBATCH_RNG, components, not_components):
+            state[MINIBATCH_RNG] = self._generator.get_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if MINIBATCH_RNG in state:
+            self._generator.set_state(torch.as_tensor(state[MINIBATCH_RNG], dtype=torch.uint8))
 
     def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
         """Adam with HARL's eps; the critic with `critic_lr`."""

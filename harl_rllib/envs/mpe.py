@@ -38,14 +38,27 @@ class MPETeamEnv(MultiAgentEnv):
         self.observation_spaces = {a: self.env.observation_space(a) for a in self.possible_agents}
         self.action_spaces = {a: self.env.action_space(a) for a in self.possible_agents}
         self.state_space = self.env.state_space
+        self._pending_rng: dict | None = None
 
     def _infos(self) -> dict[str, dict]:
         state = self.env.state().astype(np.float32)
         return {a: {STATE_KEY: state, ALIVE_KEY: True} for a in self.possible_agents}
 
+    def get_rng_state(self) -> dict:
+        return self.env.unwrapped.np_random.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        """Resume: the next reset continues from this RNG state (and ignores its seed)."""
+        self._pending_rng = state
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._seed is not None:
             seed, self._seed = self._seed, None
+        if self._pending_rng is not None:
+            if getattr(self.env.unwrapped, "np_random", None) is None:
+                self.env.reset(seed=0)  # creates the generator; its state is replaced next
+            self.env.unwrapped.np_random.bit_generator.state = self._pending_rng
+            seed, self._pending_rng = None, None
         obs, _ = self.env.reset(seed=seed, options=options)
         self.agents = list(self.possible_agents)
         return {a: obs[a] for a in self.possible_agents}, self._infos()
