@@ -57,6 +57,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+# Bad input, reported before any Ray worker starts (ImportError: a missing env package or StarCraft II).
+BAD_INPUT = (ValueError, FileNotFoundError, ImportError)
+
+
+def input_error(e: Exception) -> int:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+
+
+def start_ray(num_cpus: int | None):
+    """Join the cluster in RAY_ADDRESS (as under `ray submit`), else start a local Ray."""
+    import ray
+
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address=os.environ["RAY_ADDRESS"])
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False)
+    return ray
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -81,16 +101,10 @@ def main(argv=None) -> int:
                 num_gpus_per_learner=args.num_gpus_per_learner,
                 overrides=load_overrides(args.config),
             )
-    except (ValueError, FileNotFoundError, ImportError) as e:  # ImportError: a missing env package or StarCraft II
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as e:
+        return input_error(e)
 
-    import ray
-
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    ray = start_ray(args.num_cpus)
     try:
         if args.resume:
             import harl_rllib  # noqa: F401  (registers the algorithms and envs the checkpoint names)
@@ -128,16 +142,10 @@ def tune_main(args: argparse.Namespace) -> int:
         overrides = {**load_overrides(args.config), **{k: v for k, v in flags.items() if v is not None}}
         spec = load_sweep(args.tune)
         prepare_sweep(spec, overrides=overrides, wandb=args.wandb)  # every check, before Ray starts
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except BAD_INPUT as e:
+        return input_error(e)
 
-    import ray
-
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False)
+    ray = start_ray(args.num_cpus)
     try:
         results = run_sweep(spec, storage_path=args.storage_path, wandb=args.wandb, overrides=overrides)
     finally:
