@@ -27,6 +27,9 @@ HARL it gets:
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
+
 STATE_KEY = "state"
 ALIVE_KEY = "alive"
 EPISODE_STATS_KEY = "episode_stats"
@@ -36,3 +39,38 @@ def agent_ids(n: int) -> list[str]:
     """agent_0 … agent_{n-1}, zero-padded when n > 10 (agent_00 …) so sorted order is index order."""
     width = len(str(n - 1))
     return [f"agent_{i:0{width}d}" for i in range(n)]
+
+
+class MaskedTeamSpaces:
+    """Spaces and states of a StarCraft-like team (SMAC, SMACv2, SMAX): n agents with
+    Dict(obs, action_mask) observations, Discrete actions, and an EP state (the env's) or an
+    FP state (the env's state ⊕ the agent's own observation ⊕ its one-hot id)."""
+
+    def __init__(self, n: int, obs_dim: int, n_actions: int, env_state_dim: int, state_type: str) -> None:
+        if state_type not in ("EP", "FP"):
+            raise ValueError(f"state_type must be 'EP' or 'FP'; got {state_type!r}")
+        self.state_type = state_type
+        self.agents = agent_ids(n)
+        obs_space = gym.spaces.Dict(
+            {
+                "obs": gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                "action_mask": gym.spaces.Box(0.0, 1.0, (n_actions,), np.float32),
+            }
+        )
+        self.observation_spaces = {a: obs_space for a in self.agents}
+        self.action_spaces = {a: gym.spaces.Discrete(n_actions) for a in self.agents}
+        state_dim = env_state_dim + (obs_dim + n if state_type == "FP" else 0)
+        self.state_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
+        self._ids = np.eye(n, dtype=np.float32)
+
+    def state(self, env_state: np.ndarray, obs: np.ndarray, k: int) -> np.ndarray:
+        """Agent k's state (EP: the env state itself, shared)."""
+        return env_state if self.state_type == "EP" else np.concatenate([env_state, obs, self._ids[k]])
+
+    def apply(self, env) -> None:
+        """Set the env's contract attributes."""
+        env.possible_agents = list(self.agents)
+        env.agents = list(self.agents)
+        env.observation_spaces = self.observation_spaces
+        env.action_spaces = self.action_spaces
+        env.state_space = self.state_space

@@ -38,11 +38,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY, agent_ids
+from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY, MaskedTeamSpaces
 
 logger = logging.getLogger(__name__)
 
@@ -305,19 +304,8 @@ class SMACTeamEnv(MultiAgentEnv):
         n, n_actions = int(self.env_info["n_agents"]), int(self.env_info["n_actions"])
         obs_dim, env_state_dim = int(self.env_info["obs_shape"]), int(self.env_info["state_shape"])
         self.n_agents = n
-        self.possible_agents = agent_ids(n)
-        self.agents = list(self.possible_agents)
-        obs_space = gym.spaces.Dict(
-            {
-                "obs": gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
-                "action_mask": gym.spaces.Box(0.0, 1.0, (n_actions,), np.float32),
-            }
-        )
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: gym.spaces.Discrete(n_actions) for a in self.possible_agents}
-        state_dim = env_state_dim + (obs_dim + n if self.state_type == "FP" else 0)
-        self.state_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
-        self._ids = np.eye(n, dtype=np.float32)
+        self.spaces = MaskedTeamSpaces(n, obs_dim, n_actions, env_state_dim, self.state_type)
+        self.spaces.apply(self)
 
     # ---- what differs between SMAC and SMACv2 ----
     def _env_kwargs(self, task: str, passthrough: dict[str, Any]) -> dict[str, Any]:
@@ -346,7 +334,7 @@ class SMACTeamEnv(MultiAgentEnv):
         obs_dict, infos = {}, {}
         for i, a in enumerate(self.possible_agents):
             obs_dict[a] = {"obs": obs[i], "action_mask": masks[i]}
-            state = env_state if self.state_type == "EP" else np.concatenate([env_state, obs[i], self._ids[i]])
+            state = self.spaces.state(env_state, obs[i], i)
             infos[a] = {STATE_KEY: state, ALIVE_KEY: bool(alive[i])}
         return obs_dict, infos, alive
 

@@ -25,7 +25,7 @@ import numpy as np
 from ray.rllib.env.multi_agent_env import MultiAgentEnv
 from ray.rllib.env.vector.vector_multi_agent_env import VectorMultiAgentEnv
 
-from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY, agent_ids
+from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY, MaskedTeamSpaces
 
 # jaxmarl's SMAC-named maps and its SMACv2-style random scenarios (unit types and
 # start positions drawn each episode). Checked against jaxmarl at construction.
@@ -160,21 +160,10 @@ class SMAXTeamEnv(MultiAgentEnv):
             raise ValueError(f"state_type must be 'EP' or 'FP'; got {self.state_type!r}")
         self.engine = SMAXEngine(self.task, num_envs, config, seed)
         env = self.engine.env
-        n, n_actions = self.engine.n, env.num_ally_actions
-        self.possible_agents = agent_ids(n)
-        self.agents = list(self.possible_agents)
-        obs_dim, ws_dim = int(env.obs_size), int(env.state_size)
-        obs_space = gym.spaces.Dict(
-            {
-                "obs": gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
-                "action_mask": gym.spaces.Box(0.0, 1.0, (n_actions,), np.float32),
-            }
+        self.spaces = MaskedTeamSpaces(
+            self.engine.n, int(env.obs_size), env.num_ally_actions, int(env.state_size), self.state_type
         )
-        self.observation_spaces = {a: obs_space for a in self.possible_agents}
-        self.action_spaces = {a: gym.spaces.Discrete(n_actions) for a in self.possible_agents}
-        state_dim = ws_dim + (obs_dim + n if self.state_type == "FP" else 0)
-        self.state_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
-        self._ids = np.eye(n, dtype=np.float32)
+        self.spaces.apply(self)
 
     @classmethod
     def make_vector_env(cls, config: dict[str, Any], num_envs: int) -> SMAXVectorEnv:
@@ -188,7 +177,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         obs_dict, infos = {}, {}
         for k, a in enumerate(self.possible_agents):
             obs_dict[a] = {"obs": obs[k], "action_mask": avail[k]}
-            state = world if self.state_type == "EP" else np.concatenate([world, obs[k], self._ids[k]])
+            state = self.spaces.state(world, obs[k], k)
             infos[a] = {STATE_KEY: state, ALIVE_KEY: bool(alive[k])}
         return obs_dict, infos
 
