@@ -3,9 +3,9 @@
     python train.py --algo happo --env mpe --task simple_spread_v3
     python train.py --tune tune_configs/happo_mpe_simple_spread.yaml [--wandb]
 
-Starts a local Ray (or joins the cluster in RAY_ADDRESS, as under `ray submit`), prints
-progress each iteration, writes progress.jsonl, result.json and a final checkpoint
-under --storage-path.
+Joins a running Ray cluster (RAY_ADDRESS, or the one on this node, as under `ray submit`)
+or starts a local Ray; prints progress each iteration; writes progress.jsonl, result.json
+and checkpoints under --storage-path.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def input_error(e: Exception) -> int:
 
 
 def start_ray(num_cpus: int | None):
-    """Join the cluster in RAY_ADDRESS (as under `ray submit`), else start a local Ray."""
+    """Join a running cluster (RAY_ADDRESS, or this node's, as under `ray submit`), else start a local Ray."""
     import ray
 
     if os.environ.get("RAY_ADDRESS"):

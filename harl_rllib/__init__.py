@@ -1,7 +1,9 @@
 """harl_rllib: Heterogeneous-Agent RL (HARL, arXiv 2304.09870) on Ray RLlib's new API stack.
 
 Importing the package registers every algorithm with Tune (`tune.Tuner("HAPPO", ...)`)
-and the bundled envs (`config.environment("harl_mpe", env_config={...})`).
+and the bundled envs (`config.environment("harl_mpe", env_config={...})`). Tune keeps
+registrations in the running Ray: after `ray.shutdown()` and a new `ray.init()` in the
+same process, call `harl_rllib.register()` again.
 """
 
 from ray.tune.registry import register_trainable
@@ -14,9 +16,16 @@ from harl_rllib.envs.registry import register_envs
 
 ALGORITHMS = {"HAPPO": HAPPO, "HATRPO": HATRPO, "HAA2C": HAA2C, "MAPPO": MAPPO}
 
-for _name, _cls in ALGORITHMS.items():
-    register_trainable(_name, _cls)
-register_envs()
+
+
+def register() -> None:
+    """Register the algorithms and envs with Tune (done on import)."""
+    for name, cls in ALGORITHMS.items():
+        register_trainable(name, cls)
+    register_envs()
+
+
+register()
 
 __version__ = "0.1.0"
 __all__ = [
@@ -29,4 +38,5 @@ __all__ = [
     "HATRPOConfig",
     "MAPPO",
     "MAPPOConfig",
+    "register",
 ]

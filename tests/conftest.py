@@ -12,30 +12,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
-def register_harl() -> None:
-    """Register harl_rllib's algorithms and envs with Tune again.
-
-    Tune's registry lives in the running Ray (its GCS key-value store): names registered
-    before `ray.init` are flushed into it, but a Ray started after a `ray.shutdown()` has
-    none of what `import harl_rllib` registered. Call this after every such restart.
-    """
-    from ray.tune.registry import register_trainable
-
-    import harl_rllib
-    from harl_rllib.envs import register_envs
-
-    register_envs()
-    for name, cls in harl_rllib.ALGORITHMS.items():
-        register_trainable(name, cls)
-
-
 def start_local_ray() -> ModuleType:
     """The tests' own local Ray (2 CPUs, never a cluster found on the machine), unless one is up."""
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-        register_harl()
+        import harl_rllib
+
+        harl_rllib.register()  # Tune's registry lives in the running Ray
     return ray
 
 
@@ -102,4 +87,3 @@ def check_team_batch(algo, episodes) -> int:
         mask = learner.policy_mask({ALIVE: torch.as_tensor(batch[a][ALIVE])})
         assert float(mask.sum()) == float(expected.sum())
     return dead
-

@@ -116,6 +116,9 @@ class HAConfig(AlgorithmConfig):
         # env step (quadratic in short episodes: 4x slower sampling on SMAX 3m here). The
         # team batch builder stacks list episodes itself.
         self.episodes_to_numpy = False
+        # An env that raises in step/reset is rebuilt and its cut episodes dropped, instead
+        # of ending training (RLlib already restarts lost remote env runners).
+        self.restart_failed_sub_environments = True
         # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
         from harl_rllib.core.env_runner import HAEnvRunner
 

@@ -51,15 +51,18 @@ class HAEnvRunner(MultiAgentEnvRunner):
     def set_state(self, state: dict) -> None:
         super().set_state(state)
         rng = state.get(RNG)
-        if rng is None:
+        # Only the local runner's RNGs are checkpointed; a remote runner (restarted, or
+        # synced from the local one) keeps its own streams.
+        if rng is None or self.worker_index != 0:
             return
         torch.set_rng_state(torch.as_tensor(rng["torch"], dtype=torch.uint8))
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         envs = [getattr(e, "unwrapped", e) for e in (getattr(self.env, "envs", None) or [])]
-        for env, env_state in zip(envs, rng["envs"], strict=True):
-            if env_state is not None and hasattr(env, "set_rng_state"):
-                env.set_rng_state(env_state)
+        if len(envs) == len(rng["envs"]):
+            for env, env_state in zip(envs, rng["envs"], strict=True):
+                if env_state is not None and hasattr(env, "set_rng_state"):
+                    env.set_rng_state(env_state)
 
     def make_env(self) -> None:
         factory = vector_env_factory(self.config.env)

@@ -40,5 +40,8 @@ def check_env(name: str, task: str | None) -> None:
 
 
 def register_envs() -> None:
+    from harl_rllib.envs.faults import register_fault_envs
+
     for name, (cls, _) in ENVS.items():
         register_env(env_id(name), cls)
+    register_fault_envs()  # "harl_crashing": crash injection for fault-tolerance drills

@@ -1,0 +1,397 @@
+"""Results people can look at: marl-eval JSON, learning curves with confidence bands, a final
+table, and the agent-count scaling figure.
+
+A run is a `RunRecord`: (env, task, algorithm, seed) and its points, (env steps, metrics) per
+logged iteration. `benchmarks/reproduce.py` writes them; everything here only reads them, so
+the same functions work on curves from any source (e.g. a marl-eval file read back).
+
+marl-eval layout (instadeepai/marl-eval README, "Data Structure for Raw Experiment data"),
+which `marl_eval_json` follows::
+
+    {env: {task: {algorithm: {"seed_<seed>": {
+        "step_0": {"step_count": int, "return": [float], "win_rate": [float]},
+        ...
+        "step_<k>": {...},
+        "absolute_metrics": {"return": [float], "win_rate": [float]},
+    }}}}}
+
+Runs are keyed `seed_<seed>`, as marl-eval's own `JsonLogger` does (its README allows any run
+name) and steps `step_<i>` from 0, as `JsonLogger` numbers them. Each metric is a list: here
+one element, the mean over the last training episodes that RLlib reports (marl-eval allows one
+element or one per evaluation episode). `JsonLogger` also writes `elapsed_time` (seconds) into
+each step; marl-eval's own `DiagnoseData.check_data` then reports the metric sets as unequal
+(absolute_metrics has none), so it is opt-in here (`elapsed_time=True`).
+`absolute_metrics` is marl-eval's slot for the best policy re-evaluated over 10x the episodes;
+we have no separate evaluation, so it holds the final logged values unless a record carries
+its own `absolute` metrics: say so when reporting it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STEP_COUNT = "step_count"
+ELAPSED_TIME = "elapsed_time"
+ABSOLUTE_METRICS = "absolute_metrics"
+# Metrics that describe when a point was logged, not how well the team did.
+_BOOKKEEPING = (STEP_COUNT, ELAPSED_TIME)
+
+Point = tuple[int, dict[str, float]]
+
+
+@dataclass
+class RunRecord:
+    """One training run's curve: (env steps, {metric: value}) per logged iteration."""
+
+    env: str
+    task: str
+    algorithm: str
+    seed: int | str
+    points: list[Point] = field(default_factory=list)
+    # marl-eval's absolute metrics, when the run measured them; else the final point is used.
+    absolute: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env": self.env,
+            "task": self.task,
+            "algorithm": self.algorithm,
+            "seed": self.seed,
+            "points": [[int(s), dict(m)] for s, m in self.points],
+            "absolute": self.absolute,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunRecord:
+        return cls(
+            env=str(d["env"]),
+            task=str(d["task"]),
+            algorithm=str(d["algorithm"]),
+            seed=d["seed"],
+            points=[(int(s), {k: float(v) for k, v in m.items()}) for s, m in d["points"]],
+            absolute=dict(d["absolute"]) if d.get("absolute") else None,
+        )
+
+    def curve(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """(env steps, values) of the points that have `metric`."""
+        pts = [(s, m[metric]) for s, m in self.points if metric in m and _finite(m[metric])]
+        if not pts:
+            return np.zeros(0), np.zeros(0)
+        xs, ys = zip(*pts, strict=True)
+        return np.asarray(xs, float), np.asarray(ys, float)
+
+    def final(self, metric: str) -> float | None:
+        """The last logged value of `metric` (None if the run never logged it)."""
+        _, ys = self.curve(metric)
+        return float(ys[-1]) if len(ys) else None
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def as_records(runs: Iterable[RunRecord | Mapping[str, Any]]) -> list[RunRecord]:
+    """Accept records or their dicts (e.g. curve files loaded with json)."""
+    return [r if isinstance(r, RunRecord) else RunRecord.from_dict(r) for r in runs]
+
+
+def run_key(seed: int | str) -> str:
+    """marl-eval's run name for a seed (its JsonLogger's `seed_<seed>`)."""
+    s = str(seed)
+    return s if s.startswith("seed_") else f"seed_{s}"
+
+
+# ---- marl-eval JSON ------------------------------------------------------------------
+
+
+def marl_eval_json(runs: Iterable[RunRecord | Mapping[str, Any]], *, elapsed_time: bool = False) -> dict[str, Any]:
+    """The runs in marl-eval's raw-data layout (see module doc); `elapsed_time` adds
+    JsonLogger's per-step wall time when the points have it.
+
+    Missing or non-finite values are left out (JSON has no NaN); marl-eval wants every
+    algorithm/run to have the same steps and metrics, which equal budgets give.
+    """
+    out: dict[str, Any] = {}
+    for r in as_records(runs):
+        if "," in r.algorithm:
+            raise ValueError(f"marl-eval rejects algorithm names with commas: {r.algorithm!r}")
+        algo = out.setdefault(r.env, {}).setdefault(r.task, {}).setdefault(r.algorithm, {})
+        key = run_key(r.seed)
+        if key in algo:
+            raise ValueError(f"Two runs for {r.env}/{r.task}/{r.algorithm}/{key}")
+        run: dict[str, Any] = {}
+        for i, (steps, metrics) in enumerate(r.points):
+            step: dict[str, Any] = {STEP_COUNT: int(steps)}
+            if elapsed_time and _finite(metrics.get(ELAPSED_TIME)):
+                step[ELAPSED_TIME] = float(metrics[ELAPSED_TIME])
+            for name, value in metrics.items():
+                if name not in _BOOKKEEPING and _finite(value):
+                    step[name] = [float(value)]
+            run[f"step_{i}"] = step
+        absolute = r.absolute
+        if absolute is None and r.points:
+            absolute = {k: v for k, v in r.points[-1][1].items() if k not in _BOOKKEEPING}
+        # Last, as older marl-eval versions take the run's last key as the absolute metrics.
+        run[ABSOLUTE_METRICS] = {k: [float(v)] for k, v in (absolute or {}).items() if _finite(v)}
+        algo[key] = run
+    return out
+
+
+def write_marl_eval_json(
+    path: str | os.PathLike, runs: Iterable[RunRecord | Mapping[str, Any]], *, elapsed_time: bool = False
+) -> Path:
+    """Write `marl_eval_json(runs)` (strict JSON, written beside and then moved into place)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(marl_eval_json(runs, elapsed_time=elapsed_time), indent=2, allow_nan=False))
+    os.replace(tmp, path)
+    return path
+
+
+def _step_index(key: str) -> int:
+    m = re.search(r"(\d+)$", key)
+    return int(m.group(1)) if m else -1
+
+
+def read_marl_eval_json(path: str | os.PathLike) -> list[RunRecord]:
+    """Read a marl-eval file back into records (ours or another tool's).
+
+    Steps are ordered by their number (`step_10` after `step_9`); a metric list becomes its
+    mean (what marl-eval itself aggregates per step); `seed_<n>` runs get seed n.
+    """
+    data = json.loads(Path(path).read_text())
+    records = []
+    for env, tasks in data.items():
+        for task, algos in tasks.items():
+            for algorithm, run_dict in algos.items():
+                for run_name, steps in run_dict.items():
+                    points: list[Point] = []
+                    absolute = None
+                    for key in sorted(steps, key=_step_index):
+                        metrics = steps[key]
+                        if "absolute" in key.lower():
+                            absolute = {k: float(np.mean(v)) for k, v in metrics.items()}
+                            continue
+                        values = {k: float(np.mean(v)) for k, v in metrics.items() if k != STEP_COUNT}
+                        points.append((int(metrics[STEP_COUNT]), values))
+                    m = re.fullmatch(r"seed_(-?\d+)", run_name)
+                    seed: int | str = int(m.group(1)) if m else run_name
+                    records.append(RunRecord(env, task, algorithm, seed, points, absolute))
+    return records
+
+
+# ---- statistics ----------------------------------------------------------------------
+
+
+def _t_quantile(n: int) -> float:
+    """97.5% quantile of Student's t with n − 1 dof: with 3 seeds, 1.96·sem would claim a
+    95% band about half as wide as it is."""
+    try:
+        from scipy.stats import t
+
+        return float(t.ppf(0.975, n - 1))
+    except ImportError:  # scipy comes with ray[rllib]; the normal quantile otherwise
+        return 1.96
+
+
+def mean_band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over seeds and the half-width of its 95% confidence interval (t · sem).
+
+    Seeds log at slightly different env steps: each curve is interpolated onto the first
+    seed's steps, up to where the shortest curve ends. One seed: zero width."""
+    curves = [(x, y) for x, y in curves if len(x)]
+    if not curves:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    end = min(x[-1] for x, _ in curves)
+    grid = curves[0][0][curves[0][0] <= end]
+    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
+    mean = ys.mean(axis=0)
+    n = len(curves)
+    half = _t_quantile(n) * ys.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
+    return grid, mean, half
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
+    """Least-squares line y = a·x + b and its R² (1 when y is constant and fitted exactly)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    a, b = np.polyfit(x, y, 1)
+    ss_res = float(np.sum((y - (a * x + b)) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return float(a), float(b), 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0
+
+
+def _groups(runs: list[RunRecord], metric: str) -> dict[str, dict[str, list[RunRecord]]]:
+    """{"env/task": {algorithm: [runs]}} in order of first appearance, runs with `metric` only."""
+    out: dict[str, dict[str, list[RunRecord]]] = {}
+    for r in runs:
+        if r.final(metric) is not None:
+            out.setdefault(f"{r.env}/{r.task}", {}).setdefault(r.algorithm, []).append(r)
+    return out
+
+
+# ---- figures and tables --------------------------------------------------------------
+
+
+def _new_figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 3.6):
+    """A figure drawn with the Agg canvas, without pyplot: no display, no global backend switch."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:  # pragma: no cover - matplotlib is not a core dependency
+        raise ImportError("Plotting needs matplotlib: pip install matplotlib") from e
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def plot_curves(
+    runs: Iterable[RunRecord | Mapping[str, Any]], out_png: str | os.PathLike, metric: str = "return"
+) -> Path:
+    """One panel per task, one line per algorithm: the mean over seeds with its 95% band."""
+    groups = _groups(as_records(runs), metric)
+    if not groups:
+        raise ValueError(f"No run logged {metric!r}: nothing to plot")
+    algorithms = list(dict.fromkeys(a for g in groups.values() for a in g))
+    colors = {a: f"C{i % 10}" for i, a in enumerate(algorithms)}
+    fig, axes = _new_figure(len(groups))
+    for ax, (task, by_algo) in zip(axes[0], groups.items(), strict=True):
+        for algo, rs in by_algo.items():
+            x, mean, half = mean_band([r.curve(metric) for r in rs])
+            ax.plot(x, mean, color=colors[algo], label=f"{algo} (n={len(rs)})")
+            if len(rs) > 1:
+                ax.fill_between(x, mean - half, mean + half, color=colors[algo], alpha=0.2, linewidth=0)
+        ax.set_title(task)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"{metric}: mean over seeds, 95% CI (t · sem)", fontsize="medium")
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def final_table(runs: Iterable[RunRecord | Mapping[str, Any]], metric: str = "return") -> str:
+    """Markdown: algorithm × task → final value, mean ± std over seeds (n seeds)."""
+    groups = _groups(as_records(runs), metric)
+    if not groups:
+        raise ValueError(f"No run logged {metric!r}: no table")
+    algorithms = list(dict.fromkeys(a for g in groups.values() for a in g))
+    headers = []
+    for task, by_algo in groups.items():
+        steps = [r.curve(metric)[0][-1] for rs in by_algo.values() for r in rs]
+        headers.append(f"{task} (≈{int(np.median(steps)):,} env steps)")
+    lines = [
+        f"| algorithm | {' | '.join(headers)} |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for algo in algorithms:
+        cells = []
+        for by_algo in groups.values():
+            finals = np.asarray([r.final(metric) for r in by_algo.get(algo, [])], float)
+            if not len(finals):
+                cells.append("–")
+                continue
+            std = finals.std(ddof=1) if len(finals) > 1 else 0.0
+            cells.append(f"{finals.mean():.2f} ± {std:.2f} (n={len(finals)})")
+        lines.append(f"| {algo} | {' | '.join(cells)} |")
+    lines.append("")
+    lines.append(
+        f"Final `{metric}` = the last logged iteration of each run (RLlib's running mean over the last "
+        "training episodes); ± = standard deviation over seeds."
+    )
+    return "\n".join(lines) + "\n"
+
+
+# ---- the scaling study ----------------------------------------------------------------
+
+SCALING_COLUMNS = (
+    "n_agents",
+    "iters",
+    "env_steps_per_iter",
+    "iter_s",
+    "sampling_s",
+    "actors_s",
+    "actor_mean_s",
+    "actor_min_s",
+    "actor_max_s",
+    "critic_s",
+    "other_s",
+)
+
+
+def plot_scaling(rows: Iterable[Mapping[str, Any]], out_png: str | os.PathLike) -> Path:
+    """Per-iteration time vs number of agents: stacked sampling / all actor updates / critic /
+    other (left, with a fitted line through the totals), and one agent's actor update (right:
+    mean with the min–max over agents), which the sequential update should keep flat."""
+    rows = sorted(
+        ({k: float(v) for k, v in r.items() if k in SCALING_COLUMNS} for r in rows), key=lambda r: r["n_agents"]
+    )
+    if not rows:
+        raise ValueError("No scaling rows to plot")
+    n = np.asarray([r["n_agents"] for r in rows])
+    parts = [
+        ("sampling", "sampling_s", "C0"),
+        ("actor updates (all agents)", "actors_s", "C1"),
+        ("critic update", "critic_s", "C2"),
+        ("other (team batch, factor, sync)", "other_s", "C7"),
+    ]
+    fig, axes = _new_figure(2)
+    left, right = axes[0]
+    bottom = np.zeros(len(rows))
+    width = 0.6 * float(np.min(np.diff(n))) if len(n) > 1 else 0.6
+    for label, key, color in parts:
+        h = np.asarray([max(r.get(key, 0.0), 0.0) for r in rows])
+        left.bar(n, h, width=width, bottom=bottom, label=label, color=color)
+        bottom += h
+    total = np.asarray([r["iter_s"] for r in rows])
+    left.plot(n, total, "k.", label="iteration (measured)")
+    if len(rows) > 1:
+        a, b, r2 = linear_fit(n, total)
+        xs = np.linspace(n.min(), n.max(), 50)
+        left.plot(xs, a * xs + b, "k--", linewidth=1, label=f"linear fit, R²={r2:.3f}")
+    left.set_xlabel("agents (MPE simple_spread N)")
+    left.set_ylabel("seconds per iteration")
+    left.set_title("time per iteration")
+    left.legend(fontsize="small", loc="upper left")
+    left.grid(alpha=0.3)
+    mean = np.asarray([r.get("actor_mean_s", 0.0) for r in rows])
+    lo = np.asarray([r.get("actor_min_s", m) for r, m in zip(rows, mean, strict=True)])
+    hi = np.asarray([r.get("actor_max_s", m) for r, m in zip(rows, mean, strict=True)])
+    right.errorbar(n, mean, yerr=[mean - lo, hi - mean], fmt="o-", color="C1", capsize=3)
+    right.set_xlabel("agents (MPE simple_spread N)")
+    right.set_ylabel("seconds")
+    right.set_title("one agent's actor update\n(mean; bars: min–max over agents)")
+    right.set_ylim(bottom=0)
+    right.grid(alpha=0.3)
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+__all__ = [
+    "RunRecord",
+    "SCALING_COLUMNS",
+    "as_records",
+    "final_table",
+    "linear_fit",
+    "marl_eval_json",
+    "mean_band",
+    "plot_curves",
+    "plot_scaling",
+    "read_marl_eval_json",
+    "run_key",
+    "write_marl_eval_json",
+]
