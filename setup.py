@@ -30,7 +30,8 @@ setup(
             "smacv2 @ git+https://github.com/oxwhirl/smacv2.git",
         ],
         "wandb": WANDB,
+        "results": ["matplotlib"],  # benchmarks/reproduce.py figures
         "all": MPE + SMAX + MAMUJOCO + WANDB,
-        "test": MPE + SMAX + MAMUJOCO + WANDB + ["pytest>=8", "ruff"],
+        "test": MPE + SMAX + MAMUJOCO + WANDB + ["matplotlib", "pytest>=8", "ruff"],
     },
 )

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-learners", type=int, default=None, help="remote learner actors (0: learn on the driver)")
     p.add_argument("--num-gpus-per-learner", type=float, default=None)
     p.add_argument("--config", default=None, help="YAML file: overrides of any config field")
-    p.add_argument("--storage-path", default="./results")
+    p.add_argument("--storage-path", default="./results", help="a local or shared directory, or a URI (s3://, gs://)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
     p.add_argument("--checkpoint-every", type=int, default=10, help="iterations per checkpoint (0: at the end only)")
     p.add_argument(
@@ -109,10 +109,12 @@ def main(argv=None) -> int:
         if args.resume:
             import harl_rllib  # noqa: F401  (registers the algorithms and envs the checkpoint names)
 
-            out_dir = Path(args.resume)
+            out_dir, mirror = Path(args.resume), None
         else:
-            out_dir = default_out_dir(args.storage_path, args.algo, args.env, args.task)
+            out_dir, mirror = default_out_dir(args.storage_path, args.algo, args.env, args.task)
         print(f"{'resuming' if args.resume else 'writing to'} {out_dir}", flush=True)
+        if mirror:
+            print(f"uploading to {mirror} after every checkpoint", flush=True)
         last = train(
             config,
             stop_iters=args.stop_iters,
@@ -120,6 +122,7 @@ def main(argv=None) -> int:
             out_dir=out_dir,
             checkpoint_every=args.checkpoint_every,
             resume=bool(args.resume),
+            mirror=mirror,
         )
         print(f"done: {last}")
     finally:

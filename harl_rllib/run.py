@@ -128,10 +128,12 @@ def train(
     quiet: bool = False,
     checkpoint_every: int | None = 10,
     resume: bool = False,
+    mirror: str | None = None,
 ) -> dict:
     """Train until a stop criterion (counted over the whole run, resumed or not); append to
-    progress.jsonl, checkpoint every `checkpoint_every` iterations and at the end.
-    With `resume`, continue the run in `out_dir` from its last checkpoint."""
+    progress.jsonl, checkpoint every `checkpoint_every` iterations and at the end (and
+    upload the run to `mirror`, a URI, after each). With `resume`, continue the run in
+    `out_dir` from its last checkpoint."""
     out_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         from ray.rllib.algorithms.algorithm import Algorithm
@@ -163,15 +165,39 @@ def train(
                     break
                 if checkpoint_every and last["iteration"] % checkpoint_every == 0:
                     save_checkpoint(algo, checkpoint)
+                    mirror_run(out_dir, mirror)
         save_checkpoint(algo, checkpoint)
-        last["checkpoint"] = str(checkpoint)
+        last["checkpoint"] = f"{mirror}/checkpoint" if mirror else str(checkpoint)
         with open(out_dir / "result.json", "w") as f:
             json.dump(last, f, default=float, indent=1)
+        mirror_run(out_dir, mirror)
     finally:
         algo.stop()
     return last
 
 
-def default_out_dir(storage_path: str, algo: str, env: str, task: str | None) -> Path:
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path(os.path.expanduser(storage_path)) / f"{algo}_{env}_{task or 'default'}_{stamp}"
+def is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def default_out_dir(storage_path: str, algo: str, env: str, task: str | None) -> tuple[Path, str | None]:
+    """The run's directory, and for a cloud `storage_path` (``s3://…``, ``gs://…``, any URI
+    pyarrow reads) the URI it is mirrored to: the run is written to a local staging copy
+    (under $HARL_RLLIB_STAGING, default ~/.cache/harl_rllib/runs) and uploaded after every
+    checkpoint."""
+    name = f"{algo}_{env}_{task or 'default'}_{time.strftime('%Y%m%d-%H%M%S')}"
+    if is_uri(storage_path):
+        staging = Path(os.path.expanduser(os.environ.get("HARL_RLLIB_STAGING", "~/.cache/harl_rllib/runs")))
+        return staging / name, f"{storage_path.rstrip('/')}/{name}"
+    return Path(os.path.expanduser(storage_path)) / name, None
+
+
+def mirror_run(out_dir: Path, uri: str | None) -> None:
+    """Upload the run directory (progress, result, checkpoint) to `uri`."""
+    if uri is None:
+        return
+    import pyarrow.fs
+
+    fs, path = pyarrow.fs.FileSystem.from_uri(uri)
+    fs.create_dir(path, recursive=True)
+    pyarrow.fs.copy_files(str(out_dir), path, destination_filesystem=fs)

@@ -275,7 +275,8 @@ def test_reproduce_end_to_end(tmp_path):
             assert [run[s]["step_count"] for s in ("step_0", "step_1")] == [100, 200]
             assert len(run["step_1"]["return"]) == 1 and 0.0 <= run["step_1"]["return"][0] <= 5.0
     assert len(list((out / "runs").glob("*.json"))) == 4
-    assert_png(out / "curves.png")
+    if importlib.util.find_spec("matplotlib") is not None:  # plots are skipped without it
+        assert_png(out / "curves.png")
     table = (out / "table.md").read_text()
     assert "| happo |" in table and "| mappo |" in table and "(n=2)" in table
 

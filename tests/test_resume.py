@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,24 @@ def test_train_py_resume(tmp_path):
     assert lines[2]["env_steps"] == 300
     missing = subprocess.run([*base, "--resume", str(tmp_path / "none")], capture_output=True, text=True)
     assert missing.returncode == 2 and "No checkpoint" in missing.stderr
+
+
+def test_train_py_uploads_to_a_uri(tmp_path):
+    """A cloud --storage-path (here a file:// URI, through the same pyarrow path as s3:// or
+    gs://): the run is staged locally and uploaded after every checkpoint and at the end."""
+    small = tmp_path / "small.yaml"
+    small.write_text("train_batch_size_per_learner: 100\nnum_epochs: 1\ncritic_epoch: 1\nnum_envs_per_env_runner: 1\n")
+    remote = tmp_path / "bucket"
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "--num-cpus", "1", "--stop-iters", "2", "--config", str(small)]
+        + ["--checkpoint-every", "1", "--storage-path", remote.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HARL_RLLIB_STAGING": str(tmp_path / "staging")},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir,) = list(remote.iterdir())
+    assert [json.loads(x)["iteration"] for x in (run_dir / "progress.jsonl").read_text().splitlines()] == [1, 2]
+    assert (run_dir / "checkpoint").is_dir() and (run_dir / "result.json").is_file()
+    assert json.loads((run_dir / "result.json").read_text())["checkpoint"].startswith("file://")
