@@ -40,6 +40,7 @@ def test_sweep_files_exist():
         "hatrpo_mpe_simple_spread.yaml",
         "happo_smax_3m.yaml",
         "happo_smac_3s5z.yaml",
+        "hatrpo_smac_3s5z.yaml",
         "happo_mamujoco_halfcheetah_2x3.yaml",
         "hatrpo_mamujoco_halfcheetah_2x3.yaml",
         "seeds_happo_mpe.yaml",
