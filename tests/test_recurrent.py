@@ -367,3 +367,40 @@ def test_recurrent_config_checks():
     assert (
         not recall_config(recurrent=False).get_multi_rl_module_spec().rl_module_specs["agent_0"].build().is_stateful()
     )
+
+
+def test_remote_env_runner_and_checkpoint_restore(ray_session, tmp_path):
+    """A remote env runner's episodes keep the recorded states (lookback included): r = 1 on
+    them and the critic's state is found for every continuation; a restored algorithm trains on."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+
+    algo = recall_config(batch=90, envs=2).env_runners(num_env_runners=1).build_algo()
+    try:
+        learner = algo.learner_group._learner
+
+        def sample() -> list:
+            (episodes,) = algo.env_runner_group.foreach_env_runner(
+                lambda r: r.sample(num_timesteps=30, random_actions=False), local_env_runner=False
+            )
+            return episodes
+
+        episodes = [e for _ in range(3) for e in sample()]
+        assert any(e.env_t_started > 0 for e in episodes)
+        team = team_batch(algo, episodes)
+        for aid in ("agent_0", "agent_1"):
+            real = team[aid][LOSS_MASK] > 0
+            with torch.no_grad():
+                logp, _ = learner.logp_entropy(aid, team[aid])
+            torch.testing.assert_close(logp[real], team[aid][Columns.ACTION_LOGP][real], rtol=0, atol=2e-5)
+        for _ in range(2):
+            assert algo.train()["learners"][CRITIC_MODULE_ID]["missing_critic_states"] == 0
+        algo.save_to_path(str(tmp_path / "ckpt"))
+    finally:
+        algo.stop()
+    restored = Algorithm.from_checkpoint(str(tmp_path / "ckpt"))
+    try:
+        assert restored.config.use_recurrent_policy
+        result = restored.train()
+        assert result["learners"][CRITIC_MODULE_ID]["missing_critic_states"] == 0
+    finally:
+        restored.stop()
