@@ -357,6 +357,8 @@ def test_recurrent_config_checks():
         recall_config().learners(num_learners=2).validate()
     with pytest.raises(ValueError, match="data_chunk_length"):
         recall_config(chunk=0).validate()
+    with pytest.raises(ValueError, match="episode_lookback_horizon"):
+        recall_config().env_runners(episode_lookback_horizon=0).validate()
     config = recall_config(recurrent_n=2, recurrent_hidden_size=32)
     config.validate()
     spec = config.get_multi_rl_module_spec()

@@ -376,6 +376,9 @@ class HAConfig(AlgorithmConfig):
             # the learner's team batch builder; with several learners the fragments of one
             # episode can land on different learners.
             self._value_error("use_recurrent_policy runs on one learner (num_learners 0 or 1) for now.")
+        if self.use_recurrent_policy and self.episode_lookback_horizon < 1:
+            # A fragment's first state is the previous fragment's last STATE_OUT, kept in the lookback.
+            self._value_error("use_recurrent_policy needs episode_lookback_horizon >= 1 (RLlib's default).")
         for name in ("minibatch_size", "critic_minibatch_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):

@@ -35,6 +35,11 @@ Every agent gets the same sequences in the same order, so the factor M stays row
   checkpoint) starts from the initial state and is counted in `missing_critic_states`.
   The critic's sequences are L rows of one state stream (EP: one per fragment; FP: one per
   agent), with their own `state_in` and `loss_mask`.
+
+RLlib's own learner connectors (AddTimeDimToBatchAndZeroPad, AddStatesFromEpisodesToBatch)
+build the same actor chunks, but per module; the team batch needs every agent's rows aligned,
+the joint GAE and the critic's states, so it builds them here. The modules' `max_seq_len` is
+set to the same chunk length, so both would agree.
 """
 
 from __future__ import annotations
