@@ -106,6 +106,11 @@ class HAConfig(AlgorithmConfig):
         self.state_type = "EP"
         self.actor_model = dict(ACTOR_DEFAULTS)
         self.critic_hidden_sizes = [128, 128]
+        # Recurrent actors and critic (HARL's names and defaults): a GRU after the MLP base.
+        self.use_recurrent_policy = False
+        self.recurrent_n = 1
+        self.recurrent_hidden_size = None  # None: the last hidden size of each MLP (HARL)
+        self.data_chunk_length = 10
         self.train_batch_size_per_learner = 4000  # HARL MPE: 200 steps × 20 envs
         self.num_env_runners = 0
         self.num_envs_per_env_runner = 20  # HARL MPE: n_rollout_threads 20 (fastest here too)
@@ -155,6 +160,10 @@ class HAConfig(AlgorithmConfig):
         state_type: str = NotProvided,
         actor_model: dict = NotProvided,
         critic_hidden_sizes: list = NotProvided,
+        use_recurrent_policy: bool = NotProvided,
+        recurrent_n: int = NotProvided,
+        recurrent_hidden_size: int | None = NotProvided,
+        data_chunk_length: int = NotProvided,
         **kwargs,
     ) -> Self:
         """Sets the training settings; all of RLlib's `training()` arguments work too.
@@ -179,6 +188,14 @@ class HAConfig(AlgorithmConfig):
             actor_model: Actor network settings (hidden_sizes, activation,
                 use_feature_normalization, gain, std_x_coef, std_y_coef).
             critic_hidden_sizes: The critic MLP's hidden sizes.
+            use_recurrent_policy: A GRU after the MLP base of every actor and of the
+                critic; hidden states reset at episode starts and carried across rollout
+                fragments; training on chunks of `data_chunk_length` steps from the
+                states recorded at each chunk's first step.
+            recurrent_n: GRU layers.
+            recurrent_hidden_size: GRU size (None: each network's last hidden size, HARL's).
+            data_chunk_length: Steps per training chunk; `minibatch_size` then counts
+                rows of whole chunks (minibatch_size // data_chunk_length chunks).
         """
         super().training(**kwargs)
         self._set_provided(
@@ -203,6 +220,10 @@ class HAConfig(AlgorithmConfig):
             sequential_update=sequential_update,
             state_type=state_type,
             critic_hidden_sizes=critic_hidden_sizes,
+            use_recurrent_policy=use_recurrent_policy,
+            recurrent_n=recurrent_n,
+            recurrent_hidden_size=recurrent_hidden_size,
+            data_chunk_length=data_chunk_length,
         )
         if actor_model is not NotProvided:
             self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
@@ -251,9 +272,19 @@ class HAConfig(AlgorithmConfig):
     def module_for(self, agent_id: str) -> str:
         return _agent_to_module(agent_id, share_param=self.share_param)
 
+    def recurrent_model_config(self) -> dict[str, Any]:
+        """The recurrent settings as every module's model_config carries them."""
+        return {
+            "use_recurrent_policy": bool(self.use_recurrent_policy),
+            "recurrent_n": self.recurrent_n,
+            "recurrent_hidden_size": self.recurrent_hidden_size,
+            "max_seq_len": self.data_chunk_length,
+        }
+
     def get_multi_rl_module_spec(self, *, inference_only: bool = False, **kwargs) -> MultiRLModuleSpec:
         """One actor spec per agent (or one shared), plus the learner-only critic."""
         team = self.get_team_spec()
+        recurrent = self.recurrent_model_config()
         specs = {}
         for aid in team.agents:
             mid = self.module_for(aid)
@@ -262,7 +293,7 @@ class HAConfig(AlgorithmConfig):
                     module_class=HAActorTorchRLModule,
                     observation_space=team.observation_spaces[aid],
                     action_space=team.action_spaces[aid],
-                    model_config=dict(self.actor_model),
+                    model_config={**self.actor_model, **recurrent},
                     inference_only=inference_only,
                 )
         if not inference_only:
@@ -270,7 +301,11 @@ class HAConfig(AlgorithmConfig):
                 module_class=CentralCriticTorchRLModule,
                 observation_space=team.state_space,
                 action_space=gym.spaces.Discrete(1),
-                model_config={"hidden_sizes": list(self.critic_hidden_sizes), "use_valuenorm": self.use_valuenorm},
+                model_config={
+                    "hidden_sizes": list(self.critic_hidden_sizes),
+                    "use_valuenorm": self.use_valuenorm,
+                    **recurrent,
+                },
                 learner_only=True,
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
@@ -294,6 +329,8 @@ class HAConfig(AlgorithmConfig):
             state_type=self.state_type,
             has_state=team.has_state,
             device=device or "cpu",
+            chunk_length=self.data_chunk_length if self.use_recurrent_policy else None,
+            agent_modules={a: self.module_for(a) for a in team.agents},
         )
         return LearnerConnectorPipeline(
             connectors=[*custom, builder],
@@ -333,6 +370,18 @@ class HAConfig(AlgorithmConfig):
                 "state_type='FP' needs per-agent states from the env: set env_config['state_type'] = 'FP' too "
                 "(the SMAC, SMACv2, SMAX and MAMuJoCo adapters support it)."
             )
+        for name in ("recurrent_n", "data_chunk_length"):
+            positive(name, integer=True)
+        if self.recurrent_hidden_size is not None:
+            positive("recurrent_hidden_size", integer=True)
+        if self.use_recurrent_policy and (self.num_learners or 0) > 1:
+            # The critic's GRU state is carried from one fragment of an episode to the next in
+            # the learner's team batch builder; with several learners the fragments of one
+            # episode can land on different learners.
+            self._value_error("use_recurrent_policy runs on one learner (num_learners 0 or 1) for now.")
+        if self.use_recurrent_policy and self.episode_lookback_horizon < 1:
+            # A fragment's first state is the previous fragment's last STATE_OUT, kept in the lookback.
+            self._value_error("use_recurrent_policy needs episode_lookback_horizon >= 1 (RLlib's default).")
         for name in ("minibatch_size", "critic_minibatch_size"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):

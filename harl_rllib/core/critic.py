@@ -2,6 +2,10 @@
 
 A learner-only RLModule: env runners never build it; it lives on the learners, where
 the joint advantage is computed and the critic is trained after the actors.
+
+With `use_recurrent_policy` a GRU follows the MLP base (HARL's recurrent V-critic). No
+env runner records its states, so the team batch builder runs it over each trajectory
+in order (see team_batch.py) and the critic trains on chunks from those states.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch import TorchRLModule
 from torch import nn
 
-from harl_rllib.core.networks import flat_dim, init_layer, mlp_base
+from harl_rllib.core.actor import HIDDEN, RECURRENT_DEFAULTS, recurrent_size
+from harl_rllib.core.networks import GRUStack, flat_dim, init_layer, mlp_base
 
 CRITIC_MODULE_ID = "__central_critic__"
 STATE = "state"
@@ -74,19 +80,40 @@ class CentralCriticTorchRLModule(TorchRLModule):
     """
 
     def setup(self) -> None:
-        cfg = {**CRITIC_DEFAULTS, **(self.model_config or {})}
+        cfg = {**CRITIC_DEFAULTS, **RECURRENT_DEFAULTS, **(self.model_config or {})}
         dim = flat_dim(self.observation_space)
         self.base = mlp_base(dim, cfg["hidden_sizes"], cfg["activation"], cfg["use_feature_normalization"])
         last = cfg["hidden_sizes"][-1] if cfg["hidden_sizes"] else dim
+        self.rnn = None
+        if cfg["use_recurrent_policy"]:
+            size = recurrent_size(cfg, dim)
+            self.rnn = GRUStack(last, size, int(cfg["recurrent_n"]))
+            last = size
         self.v_out = init_layer(nn.Linear(last, 1), 1.0)
         self.value_norm = ValueNorm() if cfg["use_valuenorm"] else None
 
+    def get_initial_state(self) -> dict[str, torch.Tensor]:
+        """Zeros for a recurrent critic (the state at an episode's start); {} otherwise."""
+        if self.rnn is None:
+            return {}
+        return {HIDDEN: torch.zeros(self.rnn.num_layers, self.rnn.hidden_size)}
+
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
-        return {VALUES: self.values(batch[STATE])}
+        if self.rnn is None:
+            return {VALUES: self.values(batch[STATE])}
+        values, states = self.values_and_states(batch[STATE], batch[Columns.STATE_IN][HIDDEN])
+        return {VALUES: values, Columns.STATE_OUT: {HIDDEN: states[:, -1]}}
 
     def values(self, state: torch.Tensor) -> torch.Tensor:
         """Raw network output V(s) (normalized space if valuenorm is on), shape (B,)."""
         return self.v_out(self.base(state.float().reshape(state.shape[0], -1))).squeeze(-1)
+
+    def values_and_states(self, state: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Recurrent critic over sequences: state (B, T, ...), h0 (B, layers, H) → raw values
+        (B, T) and the GRU state after every step (B, T, layers, H)."""
+        x = self.base(state.float().reshape(state.shape[0], state.shape[1], -1))
+        x, states = self.rnn(x, h0.float())
+        return self.v_out(x).squeeze(-1), states
 
     def denormalize(self, values: torch.Tensor) -> torch.Tensor:
         """Network output → return space (identity without value normalization)."""

@@ -12,6 +12,13 @@ cannot express "agent i trains on what agents before it have already done". So
 
 Subclasses implement only `actor_step` (HAPPO: clipped, HAA2C: unclipped, HATRPO:
 natural gradient).
+
+Recurrent policies (see team_batch.py for the layout): the same loop on the sequence
+layout. Every log-probability (old, new, the factor's, the loss's) comes from
+`dist_inputs`, which runs the actor's GRU over whole sequences from their recorded
+`state_in`, so M and the ratios are computed on the same sequences in the same row order
+as the loss; minibatches are whole sequences; padding rows have loss_mask 0 and weigh
+nothing in any loss, mean or statistic.
 """
 
 from __future__ import annotations
@@ -34,10 +41,11 @@ from ray.rllib.utils.metrics import (
     NUM_MODULE_STEPS_TRAINED_LIFETIME,
 )
 
+from harl_rllib.core.actor import HIDDEN
 from harl_rllib.core.advantages import standardize_masked
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
 from harl_rllib.core.losses import masked_mean, value_loss
-from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
+from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
 
 FACTOR_MEAN = "factor_mean"
 MINIBATCH_RNG = "harl_minibatch_rng"
@@ -61,8 +69,28 @@ def index_rows(data: Any, idx: torch.Tensor) -> Any:
     return tree.map_structure(lambda x: x[idx], data)
 
 
+def sequence_rows(seq_idx: torch.Tensor, length: int) -> torch.Tensor:
+    """The row indices of whole sequences of `length` rows, in sequence order."""
+    return (seq_idx[:, None] * length + torch.arange(length)).reshape(-1)
+
+
+def index_batch(data: dict, idx: torch.Tensor, seq_len: int | None) -> tuple[dict, torch.Tensor]:
+    """(sub-batch, its row indices). Feed-forward: idx are rows. Recurrent: idx are sequences;
+    `state_in` is indexed by sequence, every other column by the sequences' rows."""
+    if seq_len is None:
+        return index_rows(data, idx), idx
+    rows = sequence_rows(idx, seq_len)
+    sub = {k: (v[idx] if k == STATE_IN else index_rows(v, rows)) for k, v in data.items()}
+    return sub, rows
+
+
 class HATorchLearner(TorchLearner):
     """The shared learner of HAPPO / HATRPO / HAA2C / MAPPO (see module doc)."""
+
+    @property
+    def seq_len(self) -> int | None:
+        """Rows per training sequence when the policy is recurrent, else None."""
+        return self.config.data_chunk_length if self.config.use_recurrent_policy else None
 
     def build(self) -> None:
         super().build()
@@ -246,16 +274,42 @@ class HATorchLearner(TorchLearner):
                 logp_new, _ = self.logp_entropy(mid, data)
                 factor = factor * torch.exp(logp_new - logp_old)
 
+    def dist_inputs(self, module_id: str, data: dict) -> torch.Tensor:
+        """Action-distribution inputs per row under the current actor. Recurrent: the GRU runs
+        over each sequence from its recorded `state_in` (rows are n_seq × L, in order)."""
+        module = self.module[module_id].unwrapped()
+        if STATE_IN not in data:
+            return module.forward_train({Columns.OBS: data[Columns.OBS]})[Columns.ACTION_DIST_INPUTS]
+        n_seq = data[STATE_IN].shape[0]
+        obs = tree.map_structure(lambda x: x.reshape(n_seq, -1, *x.shape[1:]), data[Columns.OBS])
+        out = module.forward_train({Columns.OBS: obs, Columns.STATE_IN: {HIDDEN: data[STATE_IN]}})
+        x = out[Columns.ACTION_DIST_INPUTS]
+        return x.reshape(-1, x.shape[-1])
+
     def logp_entropy(self, module_id: str, data: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Joint log-probability of the taken actions and the entropy, under the
         current actor (action masks applied inside the module)."""
         module = self.module[module_id].unwrapped()
-        out = module.forward_train({Columns.OBS: data[Columns.OBS]})
-        dist = module.get_train_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+        dist = module.get_train_action_dist_cls().from_logits(self.dist_inputs(module_id, data))
         return dist.logp(data[Columns.ACTIONS]), dist.entropy()
 
     def policy_mask(self, data: dict) -> torch.Tensor:
-        return data[ALIVE] if self.config.use_policy_active_masks else torch.ones_like(data[ALIVE])
+        """Rows that count in the actor's loss: alive ones (or all, without active masks), and
+        never the padding of a recurrent batch."""
+        mask = data[ALIVE] if self.config.use_policy_active_masks else torch.ones_like(data[ALIVE])
+        return mask * data[LOSS_MASK] if LOSS_MASK in data else mask
+
+    def minibatches(self, data: dict, n_rows: int, minibatch_size: int | None) -> Iterator[tuple[dict, torch.Tensor]]:
+        """One epoch of (minibatch, its row indices): rows (feed-forward) or whole sequences of
+        `data_chunk_length` rows (recurrent; minibatch_size // data_chunk_length of them)."""
+        seq_len = self.seq_len
+        if seq_len is None:
+            units, size = n_rows, minibatch_size
+        else:
+            units, size = n_rows // seq_len, None if minibatch_size is None else max(1, minibatch_size // seq_len)
+        count = self.num_minibatches(units, size)
+        for idx in minibatch_indices(units, size, self._generator, count):
+            yield index_batch(data, idx, seq_len)
 
     def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
         raise NotImplementedError(
@@ -275,10 +329,8 @@ class HATorchLearner(TorchLearner):
         (HAPPO's and HAA2C's step; HARL's `train`/`update`)."""
         cfg = self.config
         mask = self.policy_mask(data)
-        count = self.num_minibatches(len(advantages), cfg.minibatch_size)
         for _ in range(cfg.num_epochs):
-            for idx in minibatch_indices(len(advantages), cfg.minibatch_size, self._generator, count):
-                mb = index_rows(data, idx)
+            for mb, idx in self.minibatches(data, len(advantages), cfg.minibatch_size):
                 logp, entropy = self.logp_entropy(module_id, mb)
                 policy_loss, ratio = surrogate(logp, mb[Columns.ACTION_LOGP], advantages[idx], factor[idx], mask[idx])
                 mean_entropy = masked_mean(entropy, mask[idx])
@@ -333,28 +385,31 @@ class HATorchLearner(TorchLearner):
         cfg = self.config
         critic = self.module[CRITIC_MODULE_ID].unwrapped()
         n = len(data[VALUE_TARGETS])
-        ones = torch.ones(n, device=self._device)
-        count = self.num_minibatches(n, cfg.critic_minibatch_size)
+        mask = data[LOSS_MASK] if LOSS_MASK in data else torch.ones(n, device=self._device)
         for _ in range(cfg.critic_epoch):
-            for idx in minibatch_indices(n, cfg.critic_minibatch_size, self._generator, count):
-                targets = data[VALUE_TARGETS][idx]
+            for mb, idx in self.minibatches(data, n, cfg.critic_minibatch_size):
+                targets = mb[VALUE_TARGETS]
                 if critic.value_norm is not None:
-                    critic.value_norm.update(targets, self.all_sum if self.world_size > 1 else None)
+                    # Statistics over real rows only (never a recurrent batch's padding).
+                    critic.value_norm.update(targets[mask[idx] > 0], self.all_sum if self.world_size > 1 else None)
                     targets = critic.value_norm.normalize(targets)
-                values = critic.values(data[STATE][idx])
+                values = self.critic_values(critic, mb)
                 loss = cfg.value_loss_coef * value_loss(
                     values,
-                    data[VALUES][idx],
+                    mb[VALUES],
                     targets,
-                    ones[idx],
+                    mask[idx],
                     clip_param=cfg.clip_param,
                     use_clipped_value_loss=cfg.use_clipped_value_loss,
                     use_huber_loss=cfg.use_huber_loss,
                     huber_delta=cfg.huber_delta,
                 )
-                grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss, weight=float(len(idx)))
-        explained = 1 - torch.var(data[VALUE_TARGETS] - self._critic_returns(critic, data[STATE])) / torch.var(
-            data[VALUE_TARGETS]
+                grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss, weight=mask[idx].sum())
+        real = mask > 0
+        with torch.no_grad():
+            returns = critic.denormalize(self.critic_values(critic, data))
+        explained = 1 - torch.var(data[VALUE_TARGETS][real] - returns[real]) / torch.var(
+            data[VALUE_TARGETS][real]
         ).clamp(min=1e-8)
         self.log_actor_metrics(
             CRITIC_MODULE_ID,
@@ -363,14 +418,19 @@ class HATorchLearner(TorchLearner):
             vf_explained_var=float(explained),
         )
 
-    @torch.no_grad()
-    def _critic_returns(self, critic, state: torch.Tensor) -> torch.Tensor:
-        return critic.denormalize(critic.values(state))
+    def critic_values(self, critic, data: dict) -> torch.Tensor:
+        """Raw V per row; recurrent: the critic's GRU over each sequence from its `state_in`."""
+        if STATE_IN not in data:
+            return critic.values(data[STATE])
+        n_seq = data[STATE_IN].shape[0]
+        state = data[STATE].reshape(n_seq, -1, *data[STATE].shape[1:])
+        return critic.values_and_states(state, data[STATE_IN])[0].reshape(-1)
 
     def _log_counts(self, team: dict, agents: Sequence[str], env_steps: int) -> None:
         for aid in agents:
             mid = self.config.module_for(aid)
-            n = len(team[aid][ALIVE])
+            rows = team[aid]
+            n = int(rows[LOSS_MASK].sum()) if LOSS_MASK in rows else len(rows[ALIVE])
             for key, reduce in ((NUM_MODULE_STEPS_TRAINED, "sum"), (NUM_MODULE_STEPS_TRAINED_LIFETIME, "lifetime_sum")):
                 self.metrics.log_value((mid, key), n, reduce=reduce)
                 self.metrics.log_value((ALL_MODULES, key), n, reduce=reduce)

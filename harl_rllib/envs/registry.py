@@ -11,12 +11,12 @@ from harl_rllib.envs.mamujoco import MAMuJoCoTeamEnv
 from harl_rllib.envs.mpe import MPE_TASKS, MPETeamEnv
 from harl_rllib.envs.smac import SMAC_MAPS, SMACV2_TASKS, SMACTeamEnv, SMACv2TeamEnv
 from harl_rllib.envs.smax import SMAX_TASKS, SMAXTeamEnv
-from harl_rllib.envs.toy import TOY_TASKS, DistinctActionsEnv
+from harl_rllib.envs.toy import TOY_TASKS, make_toy_env
 
 # name → (env class, tasks or None when any task name is accepted by the class)
 ENVS: dict[str, tuple[Callable[[dict], Any], tuple[str, ...] | None]] = {
     "mpe": (MPETeamEnv, MPE_TASKS),
-    "toy": (DistinctActionsEnv, TOY_TASKS),
+    "toy": (make_toy_env, TOY_TASKS),
     "smac": (SMACTeamEnv, SMAC_MAPS),
     "smacv2": (SMACv2TeamEnv, SMACV2_TASKS),
     "smax": (SMAXTeamEnv, SMAX_TASKS),

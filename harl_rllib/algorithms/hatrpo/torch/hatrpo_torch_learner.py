@@ -32,7 +32,8 @@ class HATRPOTorchLearner(HATorchLearner):
         old_logp = data[Columns.ACTION_LOGP]
 
         def dist_inputs() -> torch.Tensor:
-            return module.forward_train({Columns.OBS: data[Columns.OBS]})[Columns.ACTION_DIST_INPUTS]
+            # Whole sequences from their recorded states when the actor is recurrent.
+            return self.dist_inputs(module_id, data)
 
         with torch.no_grad():
             old_inputs = dist_inputs()
