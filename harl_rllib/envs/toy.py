@@ -32,6 +32,17 @@ def random_team_reward(n: int) -> float:
     return (n * (1 - (1 - 1 / n) ** n) - 1) / (n - 1)
 
 
+def _advance(env, reward: float):
+    """One step of a fixed-length toy episode: the team reward to all, done at `env.length`."""
+    env.t += 1
+    done = env.t >= env.length
+    obs, infos = env._obs()
+    agents = env.possible_agents
+    terminateds = {a: done for a in agents} | {"__all__": done}
+    truncateds = {a: False for a in agents} | {"__all__": False}
+    return obs, {a: reward for a in agents}, terminateds, truncateds, infos
+
+
 class DistinctActionsEnv(MultiAgentEnv):
     """env_config: ``n_agents`` (3), ``episode_length`` (5)."""
 
@@ -65,13 +76,7 @@ class DistinctActionsEnv(MultiAgentEnv):
     def step(self, action_dict):
         distinct = len({int(action_dict[a]) for a in self.possible_agents})
         reward = (distinct - 1) / (self.n - 1)
-        self.t += 1
-        done = self.t >= self.length
-        obs, infos = self._obs()
-        rewards = {a: reward for a in self.possible_agents}
-        terminateds = {a: done for a in self.possible_agents} | {"__all__": done}
-        truncateds = {a: False for a in self.possible_agents} | {"__all__": False}
-        return obs, rewards, terminateds, truncateds, infos
+        return _advance(self, reward)
 
 
 class RecallEnv(MultiAgentEnv):
@@ -133,13 +138,7 @@ class RecallEnv(MultiAgentEnv):
     def step(self, action_dict):
         hits = [int(action_dict[a]) == int(self.cues[i]) for i, a in enumerate(self.possible_agents)]
         reward = float(np.mean(hits)) if self.t > 0 else 0.0
-        self.t += 1
-        done = self.t >= self.length
-        obs, infos = self._obs()
-        rewards = {a: reward for a in self.possible_agents}
-        terminateds = {a: done for a in self.possible_agents} | {"__all__": done}
-        truncateds = {a: False for a in self.possible_agents} | {"__all__": False}
-        return obs, rewards, terminateds, truncateds, infos
+        return _advance(self, reward)
 
 
 def make_toy_env(config: dict[str, Any] | None = None) -> MultiAgentEnv:
