@@ -9,13 +9,27 @@ same process, call `harl_rllib.register()` again.
 from ray.tune.registry import register_trainable
 
 from harl_rllib.algorithms.haa2c import HAA2C, HAA2CConfig
+from harl_rllib.algorithms.haddpg import HADDPG, HADDPGConfig
 from harl_rllib.algorithms.happo import HAPPO, HAPPOConfig
+from harl_rllib.algorithms.hasac import HASAC, HASACConfig
+from harl_rllib.algorithms.hatd3 import HATD3, HATD3Config
 from harl_rllib.algorithms.hatrpo import HATRPO, HATRPOConfig
+from harl_rllib.algorithms.maddpg import MADDPG, MADDPGConfig
 from harl_rllib.algorithms.mappo import MAPPO, MAPPOConfig
+from harl_rllib.algorithms.matd3 import MATD3, MATD3Config
 from harl_rllib.envs.registry import register_envs
 
-ALGORITHMS = {"HAPPO": HAPPO, "HATRPO": HATRPO, "HAA2C": HAA2C, "MAPPO": MAPPO}
-
+ALGORITHMS = {
+    "HAPPO": HAPPO,
+    "HATRPO": HATRPO,
+    "HAA2C": HAA2C,
+    "MAPPO": MAPPO,
+    "HADDPG": HADDPG,
+    "HATD3": HATD3,
+    "HASAC": HASAC,
+    "MADDPG": MADDPG,
+    "MATD3": MATD3,
+}
 
 
 def register() -> None:
@@ -32,11 +46,21 @@ __all__ = [
     "ALGORITHMS",
     "HAA2C",
     "HAA2CConfig",
+    "HADDPG",
+    "HADDPGConfig",
     "HAPPO",
     "HAPPOConfig",
+    "HASAC",
+    "HASACConfig",
+    "HATD3",
+    "HATD3Config",
     "HATRPO",
     "HATRPOConfig",
     "MAPPO",
+    "MADDPG",
+    "MADDPGConfig",
     "MAPPOConfig",
+    "MATD3",
+    "MATD3Config",
     "register",
 ]

@@ -74,7 +74,124 @@ def _agent_to_module(agent_id: str, *args, share_param: bool = False, **kwargs) 
     return SHARED_ACTOR_ID if share_param else agent_id
 
 
-class HAConfig(AlgorithmConfig):
+class TeamConfig(AlgorithmConfig):
+    """What every HA config shares: the team read from the env, agent → module mapping,
+    the env runner and callbacks, and the checks on env and parameter sharing."""
+
+    def __init__(self, algo_class=None) -> None:
+        super().__init__(algo_class=algo_class)
+        self.fixed_order = False
+        self.share_param = False
+        self.state_type = "EP"
+        self.num_env_runners = 0
+        # RLlib's runner re-numpyfies every finished episode of a sample() call at every
+        # env step (quadratic in short episodes: 4x slower sampling on SMAX 3m here). The
+        # team batch builders stack list episodes themselves.
+        self.episodes_to_numpy = False
+        # An env that raises in step/reset is rebuilt and its cut episodes dropped, instead
+        # of ending training (RLlib already restarts lost remote env runners).
+        self.restart_failed_sub_environments = True
+        # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
+        from harl_rllib.core.env_runner import HAEnvRunner
+
+        self.env_runner_cls = HAEnvRunner
+        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
+        self.add_default_connectors_to_learner_pipeline = False
+        # Team-stats callback (episode team return, env episode stats).
+        from harl_rllib.core.callbacks import TeamMetricsCallback
+
+        self.callbacks_class = TeamMetricsCallback
+
+    def _set_provided(self, **values: Any) -> None:
+        """Set every field whose value was given (builder methods' NotProvided convention)."""
+        for name, value in values.items():
+            if value is not NotProvided:
+                setattr(self, name, value)
+
+    # ---- the team -----------------------------------------------------------------
+
+    def _make_env(self) -> MultiAgentEnv:
+        from ray.rllib.env.env_context import EnvContext
+        from ray.tune.registry import ENV_CREATOR, _global_registry
+
+        ctx = EnvContext(dict(self.env_config or {}), worker_index=0)
+        if isinstance(self.env, str):
+            if _global_registry.contains(ENV_CREATOR, self.env):
+                return _global_registry.get(ENV_CREATOR, self.env)(ctx)
+            raise ValueError(
+                f"Unknown env {self.env!r}: register it with ray.tune.registry.register_env "
+                "or pass the MultiAgentEnv class to `.environment(...)`."
+            )
+        if isinstance(self.env, type):
+            return self.env(ctx)
+        raise ValueError("Set the env with `.environment(env=...)` (a registered name or a MultiAgentEnv class).")
+
+    def get_team_spec(self) -> TeamSpec:
+        """The team of the configured env (built once per env and env_config)."""
+        key = json.dumps([repr(self.env), self.env_config, self.state_type], sort_keys=True, default=repr)
+        if key not in _TEAM_CACHE:
+            env = self._make_env()
+            try:
+                _TEAM_CACHE[key] = team_spec_from_env(env, self.state_type)
+            finally:
+                close = getattr(env, "close", None)
+                if close is not None:
+                    close()
+        return _TEAM_CACHE[key]
+
+    def actor_module_ids(self) -> list[str]:
+        return [SHARED_ACTOR_ID] if self.share_param else list(self.get_team_spec().agents)
+
+    def module_for(self, agent_id: str) -> str:
+        return _agent_to_module(agent_id, share_param=self.share_param)
+
+    def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
+        return self.get_multi_rl_module_spec()
+
+    # ---- validation ---------------------------------------------------------------
+
+    def validate(self) -> None:
+        super().validate()
+        self._validate_ha_settings()
+        # Map agents to modules consistently with share_param, whichever way it was set.
+        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=self.share_param)
+        self.policies = {mid: None for mid in self.actor_module_ids()}
+
+    def _positive(self, name: str, integer: bool = False) -> None:
+        v = getattr(self, name)
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (integer and int(v) != v):
+            self._value_error(f"`{name}` must be a positive {'integer' if integer else 'number'}; got {v!r}")
+
+    def _validate_ha_settings(self) -> None:
+        """Checks on the team; subclasses add their own settings' checks."""
+        if not 0.0 <= self.gamma <= 1.0:
+            self._value_error(f"`gamma` must be in [0, 1]; got {self.gamma}")
+        if self.state_type not in ("EP", "FP"):
+            self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
+        if self.state_type == "FP" and (self.env_config or {}).get("state_type") != "FP":
+            self._value_error(
+                "state_type='FP' needs per-agent states from the env: set env_config['state_type'] = 'FP' too "
+                "(the SMAC, SMACv2, SMAX and MAMuJoCo adapters support it)."
+            )
+        if self.env is None:
+            self._value_error("No env: set one with `.environment(env=...)`.")
+        team = self.get_team_spec()
+        if self.share_param:
+            a0 = team.agents[0]
+            for a in team.agents[1:]:
+                if (
+                    team.observation_spaces[a] != team.observation_spaces[a0]
+                    or team.action_spaces[a] != team.action_spaces[a0]
+                ):
+                    self._value_error(
+                        "share_param=True needs every agent to have the same observation and action "
+                        f"spaces, but {a0!r} has ({team.observation_spaces[a0]}, {team.action_spaces[a0]}) "
+                        f"and {a!r} has ({team.observation_spaces[a]}, {team.action_spaces[a]}). "
+                        "Use share_param=False (one actor per agent)."
+                    )
+
+
+class HAConfig(TeamConfig):
     """Base config for HAPPO, HATRPO, HAA2C and MAPPO (see module doc)."""
 
     def __init__(self, algo_class=None) -> None:
@@ -100,10 +217,7 @@ class HAConfig(AlgorithmConfig):
         self.huber_delta = 10.0
         self.use_valuenorm = True
         self.use_policy_active_masks = True
-        self.fixed_order = False
-        self.share_param = False
         self.sequential_update = True
-        self.state_type = "EP"
         self.actor_model = dict(ACTOR_DEFAULTS)
         self.critic_hidden_sizes = [128, 128]
         # Recurrent actors and critic (HARL's names and defaults): a GRU after the MLP base.
@@ -112,28 +226,10 @@ class HAConfig(AlgorithmConfig):
         self.recurrent_hidden_size = None  # None: the last hidden size of each MLP (HARL)
         self.data_chunk_length = 10
         self.train_batch_size_per_learner = 4000  # HARL MPE: 200 steps × 20 envs
-        self.num_env_runners = 0
         self.num_envs_per_env_runner = 20  # HARL MPE: n_rollout_threads 20 (fastest here too)
         self.batch_mode = "truncate_episodes"
         # Each runner's fragment = batch / (envs × runners), as in PPOConfig (HARL: episode_length).
         self.rollout_fragment_length = "auto"
-        # RLlib's runner re-numpyfies every finished episode of a sample() call at every
-        # env step (quadratic in short episodes: 4x slower sampling on SMAX 3m here). The
-        # team batch builder stacks list episodes itself.
-        self.episodes_to_numpy = False
-        # An env that raises in step/reset is rebuilt and its cut episodes dropped, instead
-        # of ending training (RLlib already restarts lost remote env runners).
-        self.restart_failed_sub_environments = True
-        # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
-        from harl_rllib.core.env_runner import HAEnvRunner
-
-        self.env_runner_cls = HAEnvRunner
-        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
-        self.add_default_connectors_to_learner_pipeline = False
-        # Team-stats callback (episode team return, env episode stats).
-        from harl_rllib.core.callbacks import TeamMetricsCallback
-
-        self.callbacks_class = TeamMetricsCallback
 
     def training(
         self,
@@ -229,49 +325,6 @@ class HAConfig(AlgorithmConfig):
             self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
         return self
 
-    def _set_provided(self, **values: Any) -> None:
-        """Set every field whose value was given (builder methods' NotProvided convention)."""
-        for name, value in values.items():
-            if value is not NotProvided:
-                setattr(self, name, value)
-
-    # ---- the team -----------------------------------------------------------------
-
-    def _make_env(self) -> MultiAgentEnv:
-        from ray.rllib.env.env_context import EnvContext
-        from ray.tune.registry import ENV_CREATOR, _global_registry
-
-        ctx = EnvContext(dict(self.env_config or {}), worker_index=0)
-        if isinstance(self.env, str):
-            if _global_registry.contains(ENV_CREATOR, self.env):
-                return _global_registry.get(ENV_CREATOR, self.env)(ctx)
-            raise ValueError(
-                f"Unknown env {self.env!r}: register it with ray.tune.registry.register_env "
-                "or pass the MultiAgentEnv class to `.environment(...)`."
-            )
-        if isinstance(self.env, type):
-            return self.env(ctx)
-        raise ValueError("Set the env with `.environment(env=...)` (a registered name or a MultiAgentEnv class).")
-
-    def get_team_spec(self) -> TeamSpec:
-        """The team of the configured env (built once per env and env_config)."""
-        key = json.dumps([repr(self.env), self.env_config, self.state_type], sort_keys=True, default=repr)
-        if key not in _TEAM_CACHE:
-            env = self._make_env()
-            try:
-                _TEAM_CACHE[key] = team_spec_from_env(env, self.state_type)
-            finally:
-                close = getattr(env, "close", None)
-                if close is not None:
-                    close()
-        return _TEAM_CACHE[key]
-
-    def actor_module_ids(self) -> list[str]:
-        return [SHARED_ACTOR_ID] if self.share_param else list(self.get_team_spec().agents)
-
-    def module_for(self, agent_id: str) -> str:
-        return _agent_to_module(agent_id, share_param=self.share_param)
-
     def recurrent_model_config(self) -> dict[str, Any]:
         """The recurrent settings as every module's model_config carries them."""
         return {
@@ -310,9 +363,6 @@ class HAConfig(AlgorithmConfig):
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
 
-    def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
-        return self.get_multi_rl_module_spec()
-
     def build_learner_connector(self, input_observation_space, input_action_space, device=None):
         """Only the team batch builder: per-module batching and per-module GAE do not apply."""
         from harl_rllib.core.team_batch import TeamBatchBuilder
@@ -340,40 +390,19 @@ class HAConfig(AlgorithmConfig):
 
     # ---- validation ---------------------------------------------------------------
 
-    def validate(self) -> None:
-        super().validate()
-        self._validate_ha_settings()
-        # Map agents to modules consistently with share_param, whichever way it was set.
-        self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=self.share_param)
-        self.policies = {mid: None for mid in self.actor_module_ids()}
-
     def _validate_ha_settings(self) -> None:
-        def positive(name: str, integer: bool = False) -> None:
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0 or (integer and int(v) != v):
-                self._value_error(f"`{name}` must be a positive {'integer' if integer else 'number'}; got {v!r}")
-
         for name in ("lr", "critic_lr", "opti_eps", "max_grad_norm", "huber_delta", "clip_param"):
-            positive(name)
+            self._positive(name)
         for name in ("num_epochs", "critic_epoch", "train_batch_size_per_learner"):
-            positive(name, integer=True)
-        if not 0.0 <= self.gamma <= 1.0:
-            self._value_error(f"`gamma` must be in [0, 1]; got {self.gamma}")
+            self._positive(name, integer=True)
         if not 0.0 <= self.lambda_ <= 1.0:
             self._value_error(f"`lambda_` must be in [0, 1]; got {self.lambda_}")
         if isinstance(self.entropy_coeff, (int, float)) and self.entropy_coeff < 0:
             self._value_error(f"`entropy_coeff` must be >= 0; got {self.entropy_coeff}")
-        if self.state_type not in ("EP", "FP"):
-            self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
-        if self.state_type == "FP" and (self.env_config or {}).get("state_type") != "FP":
-            self._value_error(
-                "state_type='FP' needs per-agent states from the env: set env_config['state_type'] = 'FP' too "
-                "(the SMAC, SMACv2, SMAX and MAMuJoCo adapters support it)."
-            )
         for name in ("recurrent_n", "data_chunk_length"):
-            positive(name, integer=True)
+            self._positive(name, integer=True)
         if self.recurrent_hidden_size is not None:
-            positive("recurrent_hidden_size", integer=True)
+            self._positive("recurrent_hidden_size", integer=True)
         if self.use_recurrent_policy and (self.num_learners or 0) > 1:
             # The critic's GRU state is carried from one fragment of an episode to the next in
             # the learner's team batch builder; with several learners the fragments of one
@@ -386,19 +415,4 @@ class HAConfig(AlgorithmConfig):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 self._value_error(f"`{name}` must be None (whole batch) or a positive integer; got {v!r}")
-        if self.env is None:
-            self._value_error("No env: set one with `.environment(env=...)`.")
-        team = self.get_team_spec()
-        if self.share_param:
-            a0 = team.agents[0]
-            for a in team.agents[1:]:
-                if (
-                    team.observation_spaces[a] != team.observation_spaces[a0]
-                    or team.action_spaces[a] != team.action_spaces[a0]
-                ):
-                    self._value_error(
-                        "share_param=True needs every agent to have the same observation and action "
-                        f"spaces, but {a0!r} has ({team.observation_spaces[a0]}, {team.action_spaces[a0]}) "
-                        f"and {a!r} has ({team.observation_spaces[a]}, {team.action_spaces[a]}). "
-                        "Use share_param=False (one actor per agent)."
-                    )
+        super()._validate_ha_settings()

@@ -84,35 +84,15 @@ def index_batch(data: dict, idx: torch.Tensor, seq_len: int | None) -> tuple[dic
     return sub, rows
 
 
-class HATorchLearner(TorchLearner):
-    """The shared learner of HAPPO / HATRPO / HAA2C / MAPPO (see module doc)."""
-
-    @property
-    def seq_len(self) -> int | None:
-        """Rows per training sequence when the policy is recurrent, else None."""
-        return self.config.data_chunk_length if self.config.use_recurrent_policy else None
+class TeamTorchLearner(TorchLearner):
+    """What the on- and off-policy HA learners share: per-module Adam (critic with
+    `critic_lr`), one gradient step at a time (RLlib's one-backward-pass `_update` cannot
+    train agents in turn), gradients reduced over data-parallel learners, and a seeded
+    torch generator that is part of the checkpoint."""
 
     def build(self) -> None:
         super().build()
         self._generator = torch.Generator().manual_seed(int(self.config.seed or 0))
-        # Introspection for tests and debugging: the factor each agent trained with.
-        self.last_factors: dict[str, torch.Tensor] = {}
-        self.last_order: list[str] = []
-        self.last_advantages: dict[str, torch.Tensor] = {}
-
-    def snapshot(self) -> dict[str, Any]:
-        """The last update as numpy (order, advantages, factors, weights): for tests and
-        debugging, e.g. `learner_group.foreach_learner(operator.methodcaller("snapshot"))`."""
-        return {
-            "order": list(self.last_order),
-            "world_size": self.world_size,
-            "advantages": {a: t.cpu().numpy() for a, t in self.last_advantages.items()},
-            "factors": {a: t.cpu().numpy() for a, t in self.last_factors.items()},
-            "weights": {
-                mid: {k: v.detach().cpu().numpy() for k, v in self.module[mid].unwrapped().state_dict().items()}
-                for mid in self.module.keys()
-            },
-        }
 
     # ---- data-parallel learners (num_learners >= 2) -------------------------------------
     # RLlib wraps modules in DDP, but the sequential update trains one module at a time
@@ -131,14 +111,6 @@ class HATorchLearner(TorchLearner):
             t = t.detach().clone()
             torch.distributed.all_reduce(t)
         return t
-
-    def num_minibatches(self, n: int, minibatch_size: int | None) -> int | None:
-        """The same minibatch count on every learner: the smallest shard's."""
-        if self.world_size == 1 or minibatch_size is None:
-            return None
-        count = torch.tensor(n // minibatch_size if minibatch_size < n else 1)
-        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
-        return int(count)
 
     # The minibatch RNG is part of the learner's checkpoint state (exact resume).
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
@@ -159,6 +131,75 @@ class HATorchLearner(TorchLearner):
         lr = self.config.critic_lr if module_id == CRITIC_MODULE_ID else self.config.lr
         optim = torch.optim.Adam(params, lr=lr, eps=self.config.opti_eps, weight_decay=self.config.weight_decay)
         self.register_optimizer(module_id=module_id, optimizer=optim, params=params, lr_or_lr_schedule=lr)
+
+    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
+        raise NotImplementedError(
+            "HA learners do not use RLlib's one-backward-pass update; see `update()` and `actor_step()`."
+        )
+
+    def gradient_step(self, module_id: str, loss: torch.Tensor, weight: torch.Tensor | float = 1.0) -> float:
+        """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step.
+
+        With several learners, `weight` is the loss's denominator here (rows it averages
+        over): the gradients are combined as Σ wᵢ gᵢ / Σ wᵢ, the gradient of the mean over
+        all learners' rows, before clipping, so every learner takes the same step."""
+        optim = self.get_optimizer(module_id)
+        params = self.get_parameters(self.module[module_id])
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        self.reduce_gradients(params, weight)
+        if self.config.use_max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        else:
+            norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        optim.step()
+        return float(norm)
+
+    def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor | float = 1.0) -> None:
+        """Σ wᵢ gᵢ / Σ wᵢ over learners, in place (no-op with one learner)."""
+        if self.world_size == 1:
+            return
+        w = torch.as_tensor(weight, dtype=torch.float32).detach()
+        total = self.all_sum(w.reshape(1))[0].clamp(min=1e-8)
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            p.grad.mul_(w / total)
+            torch.distributed.all_reduce(p.grad)
+
+    def log_actor_metrics(self, module_id: str, **values: float) -> None:
+        for key, value in values.items():
+            self.metrics.log_value((module_id, key), value, window=1)
+
+
+class HATorchLearner(TeamTorchLearner):
+    """The shared learner of HAPPO / HATRPO / HAA2C / MAPPO (see module doc)."""
+
+    @property
+    def seq_len(self) -> int | None:
+        """Rows per training sequence when the policy is recurrent, else None."""
+        return self.config.data_chunk_length if self.config.use_recurrent_policy else None
+
+    def build(self) -> None:
+        super().build()
+        # Introspection for tests and debugging: the factor each agent trained with.
+        self.last_factors: dict[str, torch.Tensor] = {}
+        self.last_order: list[str] = []
+        self.last_advantages: dict[str, torch.Tensor] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """The last update as numpy (order, advantages, factors, weights): for tests and
+        debugging, e.g. `learner_group.foreach_learner(operator.methodcaller("snapshot"))`."""
+        return {
+            "order": list(self.last_order),
+            "world_size": self.world_size,
+            "advantages": {a: t.cpu().numpy() for a, t in self.last_advantages.items()},
+            "factors": {a: t.cpu().numpy() for a, t in self.last_factors.items()},
+            "weights": {
+                mid: {k: v.detach().cpu().numpy() for k, v in self.module[mid].unwrapped().state_dict().items()}
+                for mid in self.module.keys()
+            },
+        }
 
     # ---- the update -----------------------------------------------------------------
 
@@ -299,6 +340,14 @@ class HATorchLearner(TorchLearner):
         mask = data[ALIVE] if self.config.use_policy_active_masks else torch.ones_like(data[ALIVE])
         return mask * data[LOSS_MASK] if LOSS_MASK in data else mask
 
+    def num_minibatches(self, n: int, minibatch_size: int | None) -> int | None:
+        """The same minibatch count on every learner: the smallest shard's."""
+        if self.world_size == 1 or minibatch_size is None:
+            return None
+        count = torch.tensor(n // minibatch_size if minibatch_size < n else 1)
+        torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
+        return int(count)
+
     def minibatches(self, data: dict, n_rows: int, minibatch_size: int | None) -> Iterator[tuple[dict, torch.Tensor]]:
         """One epoch of (minibatch, its row indices): rows (feed-forward) or whole sequences of
         `data_chunk_length` rows (recurrent; minibatch_size // data_chunk_length of them)."""
@@ -310,11 +359,6 @@ class HATorchLearner(TorchLearner):
         count = self.num_minibatches(units, size)
         for idx in minibatch_indices(units, size, self._generator, count):
             yield index_batch(data, idx, seq_len)
-
-    def compute_loss_for_module(self, *, module_id, config, batch, fwd_out):
-        raise NotImplementedError(
-            "HA learners do not use RLlib's one-backward-pass update; see `update()` and `actor_step()`."
-        )
 
     @abc.abstractmethod
     def actor_step(self, module_id: str, data: dict, advantages: torch.Tensor, factor: torch.Tensor) -> None:
@@ -343,40 +387,6 @@ class HATorchLearner(TorchLearner):
             actor_grad_norm=grad_norm,
             ratio=ratio.mean().item(),
         )
-
-    def gradient_step(self, module_id: str, loss: torch.Tensor, weight: torch.Tensor | float = 1.0) -> float:
-        """zero_grad → backward → clip grad norm (HARL's max_grad_norm) → Adam step.
-
-        With several learners, `weight` is the loss's denominator here (rows it averages
-        over): the gradients are combined as Σ wᵢ gᵢ / Σ wᵢ, the gradient of the mean over
-        all learners' rows, before clipping, so every learner takes the same step."""
-        optim = self.get_optimizer(module_id)
-        params = self.get_parameters(self.module[module_id])
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        self.reduce_gradients(params, weight)
-        if self.config.use_max_grad_norm:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-        else:
-            norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-        optim.step()
-        return float(norm)
-
-    def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor | float = 1.0) -> None:
-        """Σ wᵢ gᵢ / Σ wᵢ over learners, in place (no-op with one learner)."""
-        if self.world_size == 1:
-            return
-        w = torch.as_tensor(weight, dtype=torch.float32).detach()
-        total = self.all_sum(w.reshape(1))[0].clamp(min=1e-8)
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            p.grad.mul_(w / total)
-            torch.distributed.all_reduce(p.grad)
-
-    def log_actor_metrics(self, module_id: str, **values: float) -> None:
-        for key, value in values.items():
-            self.metrics.log_value((module_id, key), value, window=1)
 
     # ---- the critic -------------------------------------------------------------------
 

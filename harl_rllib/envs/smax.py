@@ -269,4 +269,3 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
 
     def close_extras(self, **kwargs) -> None:
         self.team_env.close()
-

@@ -1,0 +1,3 @@
+from harl_rllib.algorithms.haddpg.haddpg import HADDPG, HADDPGConfig
+
+__all__ = ["HADDPG", "HADDPGConfig"]

@@ -1,0 +1,3 @@
+from harl_rllib.algorithms.hasac.hasac import HASAC, HASACConfig
+
+__all__ = ["HASAC", "HASACConfig"]

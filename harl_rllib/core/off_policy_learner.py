@@ -1,0 +1,272 @@
+"""`HAOffPolicyTorchLearner`: replay, the critic's TD step and the sequential actor update,
+written once for HADDPG, HATD3, HASAC, MADDPG and MATD3.
+
+Each `update()` call gets the iteration's episodes, adds their team transitions to this
+learner's replay buffer, then makes `num_updates` gradient updates (HARL's
+`OffPolicyHARunner.train`):
+
+    critic_step(batch)                            # TD targets from target networks
+    every policy_freq-th update:
+        a^j ← current actor outputs for all j     # not the buffer's actions
+        for agent i_m in the driver's random order:
+            a^{i_m} ← π^{i_m}(o)  (with gradient)
+            maximize Q(s, a¹..aⁿ)  (HASAC: Q − α log π)
+            a^{i_m} ← π^{i_m}(o)  after its step   # the sequential substitution
+        Polyak-update the targets
+
+With `sequential_update=False` (MADDPG/MATD3) the last line is skipped: every agent
+trains against the others' actions from before the update.
+
+Subclasses implement `actor_actions` (what agent i plays in the actor update, with
+log π for HASAC), `next_actions` (the target policy for TD targets) and the
+critic/actor losses' temperature terms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.learner.training_data import TrainingData
+from ray.rllib.utils.metrics import (
+    ALL_MODULES,
+    NUM_ENV_STEPS_TRAINED,
+    NUM_ENV_STEPS_TRAINED_LIFETIME,
+    NUM_MODULE_STEPS_TRAINED,
+    NUM_MODULE_STEPS_TRAINED_LIFETIME,
+)
+
+from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE
+from harl_rllib.core.learner import TeamTorchLearner
+from harl_rllib.core.off_policy_modules import encode_actions, polyak_update
+from harl_rllib.core.replay import (
+    DISCOUNT,
+    NEXT_OBS,
+    NEXT_STATE,
+    REWARD,
+    TERMINATED,
+    TeamReplayBuffer,
+    episode_transitions,
+)
+from harl_rllib.core.team_batch import ALIVE
+
+REPLAY = "harl_replay"
+TOTAL_IT = "harl_total_it"
+
+
+class HAOffPolicyTorchLearner(TeamTorchLearner):
+    """The shared off-policy learner (see module doc)."""
+
+    def build(self) -> None:
+        super().build()
+        cfg = self.config
+        self.agents = list(cfg.get_team_spec().agents)
+        self.action_spaces = cfg.get_team_spec().action_spaces
+        self.buffer = TeamReplayBuffer(cfg.buffer_size, cfg.n_step, cfg.gamma, seed=cfg.seed)
+        self.total_it = 0
+        # Introspection for tests: the joint action each agent's actor loss handed the critic.
+        self.last_joint_actions: dict[str, torch.Tensor] = {}
+        self.last_order: list[str] = []
+
+    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
+        """Adam over the trained networks only (never the targets, never log α)."""
+        module = self._module[module_id]
+        params = [p for n, p in module.named_parameters() if p.requires_grad and "log_alpha" not in n]
+        lr = self.config.critic_lr if module_id == CRITIC_MODULE_ID else self.config.lr
+        optim = torch.optim.Adam(params, lr=lr, eps=self.config.opti_eps, weight_decay=self.config.weight_decay)
+        self.register_optimizer(module_id=module_id, optimizer=optim, params=params, lr_or_lr_schedule=lr)
+
+    def gradient_step(self, module_id: str, loss: torch.Tensor, weight: torch.Tensor | float = 1.0) -> float:
+        optim = self.get_optimizer(module_id)
+        params = [p for group in optim.param_groups for p in group["params"]]
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.use_max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        else:
+            norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        optim.step()
+        return float(norm)
+
+    # ---- checkpoint: the update counter (TD3's delay) and the buffer's RNG ----------
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._check_component(TOTAL_IT, components, not_components):
+            state[TOTAL_IT] = self.total_it
+        if self._check_component(REPLAY, components, not_components):
+            state[REPLAY] = {"rng": self.buffer.rng.bit_generator.state}
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if TOTAL_IT in state:
+            self.total_it = int(state[TOTAL_IT])
+        if REPLAY in state:
+            self.buffer.rng.bit_generator.state = state[REPLAY]["rng"]
+
+    # ---- the update -----------------------------------------------------------------
+
+    def update(
+        self,
+        batch=None,
+        batches=None,
+        batch_refs=None,
+        episodes=None,
+        episodes_refs=None,
+        data_iterators=None,
+        training_data=None,
+        *,
+        timesteps: dict | None = None,
+        num_updates: int = 0,
+        agent_orders: Sequence[Sequence[str]] | None = None,
+        _no_metrics_reduce: bool = False,
+        **kwargs,
+    ):
+        """Store the episodes' transitions, then make `num_updates` updates (module doc)."""
+        self._check_is_built()
+        self.before_gradient_based_update(timesteps=timesteps or {})
+        self._weights_seq_no += 1
+        if training_data is None:
+            training_data = TrainingData(episodes=episodes or [], episodes_refs=episodes_refs)
+        training_data.validate()
+        training_data.solve_refs()
+        self.add_episodes(training_data.episodes or [])
+        for u in range(num_updates):
+            order = list(agent_orders[u]) if agent_orders else list(self.agents)
+            self.update_once(self.sample_batch(), order)
+        if num_updates:
+            n = num_updates * self.config.train_batch_size_per_learner
+            for key, reduce in ((NUM_MODULE_STEPS_TRAINED, "sum"), (NUM_MODULE_STEPS_TRAINED_LIFETIME, "lifetime_sum")):
+                self.metrics.log_value((ALL_MODULES, key), n * len(self.agents), reduce=reduce)
+            self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED), n, reduce="sum")
+            self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), n, reduce="lifetime_sum")
+        self.metrics.log_value((ALL_MODULES, "replay_size"), len(self.buffer), window=1)
+        self.after_gradient_based_update(timesteps=timesteps or {})
+        if not _no_metrics_reduce:
+            return self.metrics.reduce()
+
+    def add_episodes(self, episodes: Sequence[Any]) -> None:
+        has_state = self.config.get_team_spec().has_state
+        for ep in episodes:
+            rows = episode_transitions(ep, self.agents, has_state)
+            if rows is not None:
+                self.buffer.add(rows, ep.id_, ep.is_done)
+        self.buffer.forget({ep.id_ for ep in episodes if not ep.is_done})
+
+    def sample_batch(self) -> dict[str, Any]:
+        """A replay batch as tensors on the learner's device."""
+        np_batch = self.buffer.sample(self.config.train_batch_size_per_learner)
+        return _to_tensors(np_batch, self._device)
+
+    def update_once(self, batch: dict[str, Any], order: Sequence[str]) -> None:
+        self.total_it += 1
+        self.critic_step(batch)
+        if self.total_it % self.config.policy_freq == 0:
+            self.train_actors(batch, order)
+            self.update_targets()
+
+    # ---- the critic -------------------------------------------------------------------
+
+    def joint(self, actions: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Agents' actions, in team order, as the critic's joint-action input."""
+        return torch.cat([encode_actions(actions[a], self.action_spaces[a]) for a in self.agents], dim=-1)
+
+    def module_of(self, aid: str):
+        return self.module[self.config.module_for(aid)].unwrapped()
+
+    def next_actions(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """Every agent's action at the bootstrap state, and the entropy term to subtract
+        from the target Q (None: no entropy term)."""
+        raise NotImplementedError
+
+    def td_targets(self, batch: dict[str, Any]) -> torch.Tensor:
+        """r⁽ⁿ⁾ + γⁿ (1 − terminated) · (min over target Qs − entropy term), in return space."""
+        critic = self.module[CRITIC_MODULE_ID].unwrapped()
+        with torch.no_grad():
+            nxt, entropy_term = self.next_actions(batch)
+            qs = critic.q_values(batch[NEXT_STATE], self.joint(nxt), target=True)
+            next_q = critic.denormalize(torch.min(torch.stack(qs), dim=0).values)
+            if entropy_term is not None:
+                next_q = next_q - entropy_term
+            return batch[REWARD] + batch[DISCOUNT] * (1.0 - batch[TERMINATED]) * next_q
+
+    def critic_step(self, batch: dict[str, Any]) -> None:
+        critic = self.module[CRITIC_MODULE_ID].unwrapped()
+        targets = self.td_targets(batch)
+        if critic.value_norm is not None:
+            critic.value_norm.update(targets)
+            targets = critic.value_norm.normalize(targets)
+        taken = self.joint({a: batch[a][Columns.ACTIONS] for a in self.agents})
+        loss = 0.0
+        for q in critic.q_values(batch[STATE], taken):
+            if self.config.use_huber_loss:
+                loss = loss + F.huber_loss(q, targets, delta=self.config.huber_delta)
+            else:
+                loss = loss + F.mse_loss(q, targets)
+        norm = self.gradient_step(CRITIC_MODULE_ID, loss)
+        self.log_actor_metrics(CRITIC_MODULE_ID, critic_loss=float(loss), critic_grad_norm=norm)
+        self.log_actor_metrics(CRITIC_MODULE_ID, q_target_mean=float(targets.mean()))
+
+    # ---- the actors -------------------------------------------------------------------
+
+    def actor_actions(self, aid: str, obs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Agent `aid`'s action for the actor update (differentiable) and its log π (HASAC)."""
+        raise NotImplementedError
+
+    def actor_loss(self, aid: str, q: torch.Tensor, logp: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        return -q.mean()
+
+    def after_actor_step(self, aid: str, logp: torch.Tensor | None, mask: torch.Tensor) -> None:
+        """Hook after agent `aid`'s step (HASAC tunes its temperature here)."""
+
+    def train_actors(self, batch: dict[str, Any], order: Sequence[str]) -> None:
+        critic = self.module[CRITIC_MODULE_ID].unwrapped()
+        self.last_order, self.last_joint_actions = list(order), {}
+        with torch.no_grad():
+            actions = {a: self.actor_actions(a, batch[a][Columns.OBS])[0] for a in self.agents}
+        critic.qs.requires_grad_(False)  # the actors' steps must not touch the critic
+        try:
+            for aid in order:
+                mid = self.config.module_for(aid)
+                obs = batch[aid][Columns.OBS]
+                mask = batch[aid][ALIVE] if self.config.use_policy_active_masks else torch.ones_like(batch[aid][ALIVE])
+                own, logp = self.actor_actions(aid, obs)
+                joint = self.joint({**actions, aid: own})
+                self.last_joint_actions[aid] = joint.detach().clone()
+                q = self.actor_q(critic, batch[STATE], joint)
+                loss = self.actor_loss(aid, q, logp, mask)
+                norm = self.gradient_step(mid, loss)
+                self.log_actor_metrics(mid, actor_loss=float(loss), actor_grad_norm=norm)
+                self.after_actor_step(aid, logp, mask)
+                if self.config.sequential_update:
+                    with torch.no_grad():
+                        actions[aid] = self.actor_actions(aid, obs)[0]
+        finally:
+            critic.qs.requires_grad_(True)
+
+    def actor_q(self, critic, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        """The Q the actors maximize, in return space: Q1 for DDPG/TD3 (HARL's `get_values`)."""
+        return critic.denormalize(critic.q_values(state, joint)[0])
+
+    def update_targets(self) -> None:
+        tau = self.config.tau
+        critic = self.module[CRITIC_MODULE_ID].unwrapped()
+        polyak_update(critic.target_qs, critic.qs, tau)
+        for mid in self.config.actor_module_ids():
+            module = self.module[mid].unwrapped()
+            if hasattr(module, "target_pi"):
+                polyak_update(module.target_pi, module.pi, tau)
+
+
+def _to_tensors(x: Any, device) -> Any:
+    if isinstance(x, dict):
+        return {k: _to_tensors(v, device) for k, v in x.items()}
+    return torch.as_tensor(np.asarray(x), device=device)
+
+
+__all__ = ["HAOffPolicyTorchLearner", "NEXT_OBS"]

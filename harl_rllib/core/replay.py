@@ -1,0 +1,194 @@
+"""Replay of team transitions for the off-policy family, with n-step returns.
+
+`episode_transitions` cuts a multi-agent episode chunk into row-aligned team
+transitions: every agent's obs, action, next obs and alive flag at the same env step,
+the global state before and after it (the env's, or all observations concatenated), the
+team reward (EP: the agents' mean, as the on-policy team batch), and `terminated`, kept
+apart from truncation: only a terminal step stops the bootstrap (HARL's
+`use_proper_time_limits`).
+
+`TeamReplayBuffer` is a ring buffer over those rows. Rows of one episode are linked
+(each row knows the next row of its episode, even across sample() calls), and n-step
+targets are made when sampling, as HARL's `OffPolicyBuffer.sample`: from row t, sum
+γᵏ r_{t+k} for k < n while no row on the way ended its episode (terminated or truncated)
+or is the newest row of an episode still running; bootstrap from the next state of the
+last row reached, with discount γ^(steps) and (1 − terminated) of that row.
+
+RLlib's `EpisodeReplayBuffer` family stores per-agent episodes and samples per module;
+the centralized critic needs every agent's row of the same step together, so the team's
+rows are stored here instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tree
+from ray.rllib.core.columns import Columns
+
+from harl_rllib.core.team_batch import ALIVE, _as_list, _stack
+from harl_rllib.envs.contract import ALIVE_KEY, STATE_KEY
+
+NEXT_OBS = "next_obs"
+NEXT_STATE = "next_state"
+REWARD = "reward"
+TERMINATED = "terminated"
+DISCOUNT = "discount"  # γ^(steps summed) for the bootstrap of an n-step target
+NSTEP_LAST = "nstep_last"  # buffer index of the row an n-step target bootstraps from
+
+
+def _state_rows(infos: dict, obs: dict, agents: Sequence[str], T: int, has_state: bool) -> np.ndarray:
+    """(T + 1, S) global states: info['state'] at every step (EP), else all agents' flat
+    observations concatenated (as the on-policy team batch)."""
+    if has_state:
+        return np.stack([np.asarray(infos[agents[0]][t][STATE_KEY], np.float32).ravel() for t in range(T + 1)])
+    rows = []
+    for t in range(T + 1):
+        parts = []
+        for a in agents:
+            o = obs[a][t]
+            parts.append(np.asarray(o["obs"] if isinstance(o, dict) else o, np.float32).ravel())
+        rows.append(np.concatenate(parts))
+    return np.stack(rows)
+
+
+def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict[str, Any] | None:
+    """The chunk's T transitions as {agent: {obs, actions, next_obs, alive}, state,
+    next_state, reward, terminated} (see module doc); None for an empty chunk."""
+    T = episode.env_steps()
+    if T == 0:
+        return None
+    out: dict[str, Any] = {}
+    obs_all, infos_all, rewards = {}, {}, []
+    for aid in agents:
+        sa = episode.agent_episodes.get(aid)
+        if sa is None or len(sa) != T:
+            raise ValueError(
+                f"Agent {aid!r} did not act at every step of an episode; harl_rllib needs every agent in "
+                "every step (keep dead agents with info['alive']=False): see harl_rllib/envs/contract.py."
+            )
+        obs = _as_list(sa.get_observations(), T + 1)
+        infos = list(sa.get_infos())
+        obs_all[aid], infos_all[aid] = obs, infos
+        out[aid] = {
+            Columns.OBS: _stack(obs[:T]),
+            NEXT_OBS: _stack(obs[1 : T + 1]),
+            Columns.ACTIONS: np.asarray(sa.get_actions()),
+            ALIVE: np.array([float(i.get(ALIVE_KEY, True)) if i else 1.0 for i in infos[:T]], np.float32),
+        }
+        rewards.append(np.asarray(sa.get_rewards(), np.float32))
+    states = _state_rows(infos_all, obs_all, agents, T, has_state)
+    out["state"], out[NEXT_STATE] = states[:T], states[1:]
+    out[REWARD] = np.stack(rewards, axis=1).mean(axis=1)
+    term = np.zeros(T, np.float32)
+    term[-1] = float(episode.is_terminated)
+    out[TERMINATED] = term
+    return out
+
+
+class TeamReplayBuffer:
+    """FIFO ring buffer of team transitions with n-step sampling (see module doc)."""
+
+    def __init__(self, capacity: int, n_step: int = 1, gamma: float = 0.99, seed: int | None = None) -> None:
+        self.capacity, self.n_step, self.gamma = int(capacity), int(n_step), float(gamma)
+        self.rng = np.random.default_rng(seed)
+        self._data: Any = None
+        self._next = np.full(self.capacity, -1, np.int64)  # next row of the same episode, -1: none yet
+        self._ended = np.zeros(self.capacity, bool)  # the episode ended at this row (term. or trunc.)
+        self._owner = np.full(self.capacity, -1, np.int64)  # which episode wrote the row
+        self._open: dict[str, tuple[int, int]] = {}  # running episode id → (owner id, its newest row)
+        self._owners = 0
+        self._pos = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, rows: dict[str, Any], episode_id: str, done: bool) -> None:
+        """Append one episode chunk's T rows; link them to the episode's previous rows."""
+        T = len(rows[REWARD])
+        if T > self.capacity:
+            raise ValueError(f"An episode chunk of {T} steps does not fit a buffer of {self.capacity}")
+        if self._data is None:
+            self._data = tree.map_structure(lambda x: np.zeros((self.capacity, *x.shape[1:]), x.dtype), rows)
+        idx = (self._pos + np.arange(T)) % self.capacity
+        # Rows about to be overwritten: an episode whose newest row is among them cannot be continued.
+        self._next[idx] = -1
+        tree.map_structure(lambda store, x: store.__setitem__(idx, x), self._data, rows)
+        owner, prev = self._open.pop(episode_id, (None, -1))
+        if owner is None or self._owner[prev] != owner:
+            owner, prev = self._owners, -1
+            self._owners += 1
+        if prev >= 0:
+            self._next[prev] = idx[0]
+        self._next[idx[:-1]] = idx[1:]
+        self._owner[idx] = owner
+        self._ended[idx] = False
+        self._ended[idx[-1]] = bool(done)
+        if not done:
+            self._open[episode_id] = (owner, int(idx[-1]))
+        self._pos = int((self._pos + T) % self.capacity)
+        self.size = min(self.size + T, self.capacity)
+
+    def forget(self, keep_episode_ids: set[str]) -> None:
+        """Drop the links of running episodes not in `keep_episode_ids` (e.g. env restarts)."""
+        for eid in list(self._open):
+            if eid not in keep_episode_ids:
+                del self._open[eid]
+
+    def nstep(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(n-step reward sum, index of the last row reached, γ^steps, terminated at that row)."""
+        rewards = self._data[REWARD]
+        ret = np.zeros(len(idx), np.float64)
+        cur = idx.copy()
+        running = np.ones(len(idx), bool)
+        steps = np.zeros(len(idx), np.int64)
+        for k in range(self.n_step):
+            ret += np.where(running, self.gamma**k * rewards[cur], 0.0)
+            steps += running
+            stop = self._ended[cur] | (self._next[cur] < 0)
+            running &= ~stop
+            cur = np.where(running, self._next[cur], cur)
+        return ret.astype(np.float32), cur, (self.gamma**steps).astype(np.float32), self._data[TERMINATED][cur]
+
+    def sample(self, batch_size: int) -> dict[str, Any]:
+        """`batch_size` rows drawn uniformly without replacement (HARL: randperm), with the
+        n-step reward, next state/obs of the last row reached, its terminated flag and γ^steps."""
+        if self.size == 0:
+            raise ValueError("The replay buffer is empty.")
+        idx = self.rng.choice(self.size, size=min(batch_size, self.size), replace=False)
+        batch = tree.map_structure(lambda x: x[idx], self._data)
+        if self.n_step > 1:
+            ret, last, discount, term = self.nstep(idx)
+            batch[REWARD], batch[TERMINATED] = ret, term
+            batch[NEXT_STATE] = self._data[NEXT_STATE][last]
+            for key, val in self._data.items():
+                if isinstance(val, dict) and NEXT_OBS in val:
+                    batch[key][NEXT_OBS] = tree.map_structure(lambda x: x[last], val[NEXT_OBS])
+        else:
+            discount = np.full(len(idx), self.gamma, np.float32)
+            last = idx
+        batch[DISCOUNT] = discount
+        batch[NSTEP_LAST] = last
+        return batch
+
+    def get_state(self) -> dict[str, Any]:
+        return {
+            "data": self._data,
+            "next": self._next,
+            "ended": self._ended,
+            "owner": self._owner,
+            "open": dict(self._open),
+            "owners": self._owners,
+            "pos": self._pos,
+            "size": self.size,
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._data, self._next, self._ended = state["data"], state["next"], state["ended"]
+        self._owner, self._open, self._owners = state["owner"], dict(state["open"]), state["owners"]
+        self._pos, self.size = state["pos"], state["size"]
+        self.rng.bit_generator.state = state["rng"]
