@@ -145,5 +145,6 @@ def main() -> None:
     if a.env == "mpe" and a.task == "simple_spread_v3":
         print(f"ratio training / reference HAPPO (340 env steps/s): {t['rate'] / 340:.2f}  (goal >= 1.5)")
 
+
 if __name__ == "__main__":
     main()

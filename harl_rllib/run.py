@@ -18,6 +18,11 @@ ALGO_CONFIGS = {
     "hatrpo": "harl_rllib.algorithms.hatrpo:HATRPOConfig",
     "haa2c": "harl_rllib.algorithms.haa2c:HAA2CConfig",
     "mappo": "harl_rllib.algorithms.mappo:MAPPOConfig",
+    "haddpg": "harl_rllib.algorithms.haddpg:HADDPGConfig",
+    "hatd3": "harl_rllib.algorithms.hatd3:HATD3Config",
+    "hasac": "harl_rllib.algorithms.hasac:HASACConfig",
+    "maddpg": "harl_rllib.algorithms.maddpg:MADDPGConfig",
+    "matd3": "harl_rllib.algorithms.matd3:MATD3Config",
 }
 
 

@@ -8,7 +8,7 @@ raise a ValueError), and runs the same from Python and from ``train.py --tune FI
 YAML layout (only ``algo``, ``env`` and ``stop`` are required)::
 
     name: happo_mpe_lr      # experiment dir under storage_path (default: the file's stem)
-    algo: happo             # happo | hatrpo | haa2c | mappo (harl_rllib.run.ALGO_CONFIGS)
+    algo: happo             # happo | hatrpo | haa2c | mappo | hatd3 | ... (harl_rllib.run.ALGO_CONFIGS)
     env: mpe                # mpe | toy | smax | smac | smacv2 | mamujoco (harl_rllib.envs.registry)
     task: simple_spread_v3
     continuous_actions: false

@@ -252,5 +252,6 @@ class HAOffPolicyConfig(TeamConfig):
                 if not isinstance(space, gym.spaces.Box):
                     self._value_error(
                         f"{self.algo_class.__name__ if self.algo_class else 'This algorithm'} needs continuous "
-                        f"(Box) actions, but agent {aid!r} has {space}; HASAC handles discrete actions."
+                        f"(Box) actions, but agent {aid!r} has {space}; HASAC handles discrete actions "
+                        "(MPE: env_config continuous_actions=True, train.py --continuous-actions)."
                     )

@@ -136,6 +136,8 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         training_data.validate()
         training_data.solve_refs()
         self.add_episodes(training_data.episodes or [])
+        if len(self.buffer) < self.config.train_batch_size_per_learner:
+            num_updates = 0  # e.g. right after restoring a checkpoint: the buffer refills first
         for u in range(num_updates):
             order = list(agent_orders[u]) if agent_orders else list(self.agents)
             self.update_once(self.sample_batch(), order)
@@ -209,7 +211,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
             else:
                 loss = loss + F.mse_loss(q, targets)
         norm = self.gradient_step(CRITIC_MODULE_ID, loss)
-        self.log_actor_metrics(CRITIC_MODULE_ID, critic_loss=float(loss), critic_grad_norm=norm)
+        self.log_actor_metrics(CRITIC_MODULE_ID, critic_loss=float(loss.detach()), critic_grad_norm=norm)
         self.log_actor_metrics(CRITIC_MODULE_ID, q_target_mean=float(targets.mean()))
 
     # ---- the actors -------------------------------------------------------------------
@@ -241,7 +243,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
                 q = self.actor_q(critic, batch[STATE], joint)
                 loss = self.actor_loss(aid, q, logp, mask)
                 norm = self.gradient_step(mid, loss)
-                self.log_actor_metrics(mid, actor_loss=float(loss), actor_grad_norm=norm)
+                self.log_actor_metrics(mid, actor_loss=float(loss.detach()), actor_grad_norm=norm)
                 self.after_actor_step(aid, logp, mask)
                 if self.config.sequential_update:
                     with torch.no_grad():

@@ -114,13 +114,13 @@ class TeamReplayBuffer:
         if self._data is None:
             self._data = tree.map_structure(lambda x: np.zeros((self.capacity, *x.shape[1:]), x.dtype), rows)
         idx = (self._pos + np.arange(T)) % self.capacity
-        # Rows about to be overwritten: an episode whose newest row is among them cannot be continued.
-        self._next[idx] = -1
-        tree.map_structure(lambda store, x: store.__setitem__(idx, x), self._data, rows)
         owner, prev = self._open.pop(episode_id, (None, -1))
-        if owner is None or self._owner[prev] != owner:
+        # The episode's newest row must still be its own and not among the rows overwritten now.
+        if owner is None or self._owner[prev] != owner or np.isin(prev, idx):
             owner, prev = self._owners, -1
             self._owners += 1
+        self._next[idx] = -1
+        tree.map_structure(lambda store, x: store.__setitem__(idx, x), self._data, rows)
         if prev >= 0:
             self._next[prev] = idx[0]
         self._next[idx[:-1]] = idx[1:]
@@ -146,11 +146,11 @@ class TeamReplayBuffer:
         running = np.ones(len(idx), bool)
         steps = np.zeros(len(idx), np.int64)
         for k in range(self.n_step):
+            if k > 0:  # step on unless the row reached ended its episode or is its newest
+                running &= ~(self._ended[cur] | (self._next[cur] < 0))
+                cur = np.where(running, self._next[cur], cur)
             ret += np.where(running, self.gamma**k * rewards[cur], 0.0)
             steps += running
-            stop = self._ended[cur] | (self._next[cur] < 0)
-            running &= ~stop
-            cur = np.where(running, self._next[cur], cur)
         return ret.astype(np.float32), cur, (self.gamma**steps).astype(np.float32), self._data[TERMINATED][cur]
 
     def sample(self, batch_size: int) -> dict[str, Any]:

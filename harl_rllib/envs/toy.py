@@ -12,6 +12,11 @@ fits in CI and the smallest ablation of heterogeneous vs shared actors.
 `recall` (the agents must remember): each agent is shown its own random cue only at the
 first step and is rewarded at every later step for repeating it. A feed-forward actor sees
 no cue after step 0 and can only guess; a recurrent one can carry it (see `RecallEnv`).
+
+`continuous_sum` (the agents must coordinate continuous actions): every step a target in
+[−0.8 n, 0.8 n] is drawn and shown to all; each agent plays a ∈ [−1, 1] and the team reward
+is −|Σ aᵢ − target|. Only the sum counts, so every agent's best action depends on the
+others' (see `ContinuousSumEnv`).
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
 from harl_rllib.envs.contract import ALIVE_KEY, STATE_KEY
 
-TOY_TASKS = ("distinct_actions", "recall")
+TOY_TASKS = ("distinct_actions", "recall", "continuous_sum")
 
 
 def random_team_reward(n: int) -> float:
@@ -141,9 +146,48 @@ class RecallEnv(MultiAgentEnv):
         return _advance(self, reward)
 
 
+class ContinuousSumEnv(MultiAgentEnv):
+    """env_config: ``n_agents`` (2), ``episode_length`` (5), ``seed``.
+
+    Random actions score about −0.8 per step for n = 2 (E|U₁ + U₂ − T|); the best team
+    scores 0. The state is the target (all that matters to the critic).
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        config = dict(config or {})
+        if config.get("task", "continuous_sum") != "continuous_sum":
+            raise ValueError(f"ContinuousSumEnv runs the task 'continuous_sum', not {config.get('task')!r}")
+        self.n = int(config.get("n_agents", 2))
+        self.length = int(config.get("episode_length", 5))
+        self.possible_agents = [f"agent_{i}" for i in range(self.n)]
+        self.agents = list(self.possible_agents)
+        obs = gym.spaces.Box(-self.n, self.n, (1,), np.float32)
+        self.observation_spaces = {a: obs for a in self.possible_agents}
+        self.action_spaces = {a: gym.spaces.Box(-1.0, 1.0, (1,), np.float32) for a in self.possible_agents}
+        self.state_space = obs
+        self.rng = np.random.default_rng(config.get("seed"))
+        self.t, self.target = 0, 0.0
+
+    def _obs(self):
+        self.target = float(self.rng.uniform(-0.8 * self.n, 0.8 * self.n))
+        o = np.array([self.target], np.float32)
+        return {a: o for a in self.possible_agents}, {a: {STATE_KEY: o, ALIVE_KEY: True} for a in self.possible_agents}
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self.t = 0
+        return self._obs()
+
+    def step(self, action_dict):
+        total = sum(float(np.clip(action_dict[a], -1, 1)[0]) for a in self.possible_agents)
+        return _advance(self, -abs(total - self.target))
+
+
 def make_toy_env(config: dict[str, Any] | None = None) -> MultiAgentEnv:
     """The toy env of ``config["task"]`` (default `distinct_actions`)."""
     task = (config or {}).get("task", "distinct_actions")
     if task not in TOY_TASKS:
         raise ValueError(f"Unknown toy task {task!r}; known tasks: {', '.join(TOY_TASKS)}")
-    return RecallEnv(config) if task == "recall" else DistinctActionsEnv(config)
+    return {"recall": RecallEnv, "continuous_sum": ContinuousSumEnv}.get(task, DistinctActionsEnv)(config)
