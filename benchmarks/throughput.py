@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --algo mappo --iters 8
     python benchmarks/throughput.py --env smax --task 3m --envs-per-runner 16
     python benchmarks/throughput.py --env mamujoco --task HalfCheetah-2x3
+    python benchmarks/throughput.py --algo hatd3 --env mamujoco --task HalfCheetah-2x3 --envs-per-runner 10
 
 Prints the raw random-action rate (joint env steps/s: of the bare mpe2 env for MPE,
 and of harl_rllib's adapter for every env; for SMAX also of one batched call over
@@ -85,7 +86,9 @@ def smax_batched_rate(task: str, envs: int, seconds: float) -> float:
     return calls * envs / (time.perf_counter() - start)
 
 
-def train_rate(algo_name: str, env: str, task: str, iters: int, runners: int, envs: int, threads: int) -> dict:
+def train_rate(
+    algo_name: str, env: str, task: str, iters: int, runners: int, envs: int, threads: int, continuous: bool = False
+) -> dict:
     import ray
     import torch
 
@@ -93,11 +96,18 @@ def train_rate(algo_name: str, env: str, task: str, iters: int, runners: int, en
     from harl_rllib.run import build_config
 
     torch.set_num_threads(threads)
-    config = build_config(algo=algo_name, env=env, task=task, num_env_runners=runners, envs_per_runner=envs)
+    config = build_config(
+        algo=algo_name,
+        env=env,
+        task=task,
+        num_env_runners=runners,
+        envs_per_runner=envs,
+        continuous_actions=continuous,
+    )
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         algo = config.build_algo()
-        algo.train()  # warm-up
+        algo.train()  # warm-up (off-policy: the random-action warm-up steps, no update)
         steps0 = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
         start = time.perf_counter()
         sample_t = learn_t = 0.0
@@ -123,6 +133,7 @@ def main() -> None:
     p.add_argument("--envs-per-runner", type=int, default=20)
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--raw-seconds", type=float, default=5.0)
+    p.add_argument("--continuous-actions", action="store_true", help="MPE with Box actions (HADDPG/HATD3)")
     a = p.parse_args()
     raws = {}
     if a.env == "mpe":
@@ -133,7 +144,9 @@ def main() -> None:
             a.task, a.envs_per_runner, a.raw_seconds
         )
     raw = next(iter(raws.values()))
-    t = train_rate(a.algo, a.env, a.task, a.iters, a.num_env_runners, a.envs_per_runner, a.torch_threads)
+    t = train_rate(
+        a.algo, a.env, a.task, a.iters, a.num_env_runners, a.envs_per_runner, a.torch_threads, a.continuous_actions
+    )
     for name, rate in raws.items():
         print(f"raw env ({name}, random actions): {rate:8.0f} env steps/s")
     print(
