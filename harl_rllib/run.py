@@ -148,6 +148,7 @@ def train(
         algo = config.build_algo()
     checkpoint = out_dir / "checkpoint"
     last: dict[str, Any] = {}
+    shown: float | None = None
     try:
         with open(out_dir / "progress.jsonl", "a") as log:
             start = time.time()
@@ -158,12 +159,14 @@ def train(
                 last = summarize(result)
                 log.write(json.dumps(last, default=float) + "\n")
                 log.flush()
+                ret = last["team_return"]
+                if ret is not None and ret == ret:  # not NaN: this iteration ended episodes
+                    shown = round(float(ret), 2)
                 if not quiet:
-                    ret = last["team_return"]
+                    # Short iterations (off-policy) often end no episode: show the latest return.
                     print(
                         f"iter {last['iteration']:4d}  env steps {int(last['env_steps'] or 0):9d}  "
-                        f"team return {ret if ret is None else round(float(ret), 2)}  "
-                        f"time {time.time() - start:7.1f}s",
+                        f"team return {shown}  time {time.time() - start:7.1f}s",
                         flush=True,
                     )
                 if stop_timesteps is not None and (last["env_steps"] or 0) >= stop_timesteps:

@@ -188,3 +188,24 @@ def test_custom_env_without_state(ray_session):
         assert algo.train()["training_iteration"] == 1
     finally:
         algo.stop()
+
+
+def test_team_return_sums_every_chunk_of_an_episode(ray_session):
+    """5-step toy episodes sampled in 2-step fragments arrive in chunks; the team return is
+    the whole episode's (RLlib's episode_return_mean sums all agents' copies: n × team)."""
+    from harl_rllib import HAPPOConfig
+
+    config = (
+        HAPPOConfig()
+        .environment("harl_toy", env_config={"task": "distinct_actions", "episode_length": 5})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1, rollout_fragment_length=2)
+        .training(train_batch_size_per_learner=30, num_epochs=1, critic_epoch=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        er = algo.train()["env_runners"]
+    finally:
+        algo.stop()
+    assert er["team_episode_return_mean"] == pytest.approx(er["episode_return_mean"] / 3)
+    assert er["team_episode_return_mean"] > 1.0  # a 5-step episode, not a 1- or 2-step chunk

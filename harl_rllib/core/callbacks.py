@@ -16,12 +16,18 @@ class TeamMetricsCallback(RLlibCallback):
     when every agent gets the team reward; HARL reports the team return itself.
     """
 
-    def on_episode_end(self, *, episode, metrics_logger=None, **kwargs) -> None:
+    def on_episode_end(self, *, episode, prev_episode_chunks=None, metrics_logger=None, **kwargs) -> None:
+        """An episode longer than a rollout fragment arrives in chunks: `episode` is the last
+        one and RLlib hands the earlier ones as `prev_episode_chunks`; the return sums them all."""
         if metrics_logger is None:
             return
         returns = [sa.get_return() for sa in episode.agent_episodes.values()]
         if returns:
-            metrics_logger.log_value(TEAM_RETURN, sum(returns) / len(returns), reduce="mean", window=100)
+            team = sum(returns) / len(returns)
+            for chunk in prev_episode_chunks or []:
+                earlier = [sa.get_return() for sa in chunk.agent_episodes.values()]
+                team += sum(earlier) / len(earlier) if earlier else 0.0
+            metrics_logger.log_value(TEAM_RETURN, team, reduce="mean", window=100)
         for sa in episode.agent_episodes.values():
             info = sa.get_infos(-1)
             stats = info.get(EPISODE_STATS_KEY) if isinstance(info, dict) else None
