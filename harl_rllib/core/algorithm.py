@@ -49,20 +49,21 @@ class HAAlgorithm(Algorithm):
             return agents
         return [agents[i] for i in self._order_rng.permutation(len(agents))]
 
-    def training_step(self) -> None:
+    def sample(self, max_env_steps: int) -> list:
+        """Episodes of at least `max_env_steps` env steps from the env runners (metrics logged)."""
         with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
             episodes, env_runner_results = synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
-                max_env_steps=self.config.total_train_batch_size,
+                max_env_steps=max_env_steps,
                 sample_timeout_s=self.config.sample_timeout_s,
                 _uses_new_env_runners=True,
                 _return_metrics=True,
             )
-            if not episodes:
-                return
             self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+        return episodes
 
-        order = self.draw_agent_order()
+    def update_learners(self, episodes: list, **kwargs) -> None:
+        """One `learner_group.update` on the episodes; `kwargs` go to every learner's `update`."""
         with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
             learner_results = self.learner_group.update(
                 episodes=episodes,
@@ -74,13 +75,22 @@ class HAAlgorithm(Algorithm):
                         (LEARNER_RESULTS, ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME), default=0
                     ),
                 },
-                agent_order=order,
+                **kwargs,
             )
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
 
+    def sync_actor_weights(self) -> None:
+        """The actors' new weights to every env runner (inference-only: no critic, no targets)."""
         with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
             self.env_runner_group.sync_weights(
                 from_worker_or_learner_group=self.learner_group,
                 policies=self.config.actor_module_ids(),
                 inference_only=True,
             )
+
+    def training_step(self) -> None:
+        episodes = self.sample(self.config.total_train_batch_size)
+        if not episodes:
+            return
+        self.update_learners(episodes, agent_order=self.draw_agent_order())
+        self.sync_actor_weights()

@@ -145,6 +145,22 @@ class TeamConfig(AlgorithmConfig):
     def module_for(self, agent_id: str) -> str:
         return _agent_to_module(agent_id, share_param=self.share_param)
 
+    def actor_specs(self, module_class: type, model_config: dict, inference_only: bool) -> dict[str, RLModuleSpec]:
+        """One actor spec per module: per agent, or one for all with `share_param`."""
+        team = self.get_team_spec()
+        specs: dict[str, RLModuleSpec] = {}
+        for aid in team.agents:
+            mid = self.module_for(aid)
+            if mid not in specs:
+                specs[mid] = RLModuleSpec(
+                    module_class=module_class,
+                    observation_space=team.observation_spaces[aid],
+                    action_space=team.action_spaces[aid],
+                    model_config=dict(model_config),
+                    inference_only=inference_only,
+                )
+        return specs
+
     def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
         return self.get_multi_rl_module_spec()
 
@@ -338,17 +354,7 @@ class HAConfig(TeamConfig):
         """One actor spec per agent (or one shared), plus the learner-only critic."""
         team = self.get_team_spec()
         recurrent = self.recurrent_model_config()
-        specs = {}
-        for aid in team.agents:
-            mid = self.module_for(aid)
-            if mid not in specs:
-                specs[mid] = RLModuleSpec(
-                    module_class=HAActorTorchRLModule,
-                    observation_space=team.observation_spaces[aid],
-                    action_space=team.action_spaces[aid],
-                    model_config={**self.actor_model, **recurrent},
-                    inference_only=inference_only,
-                )
+        specs = self.actor_specs(HAActorTorchRLModule, {**self.actor_model, **recurrent}, inference_only)
         if not inference_only:
             specs[CRITIC_MODULE_ID] = RLModuleSpec(
                 module_class=CentralCriticTorchRLModule,

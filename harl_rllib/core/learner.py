@@ -126,8 +126,8 @@ class TeamTorchLearner(TorchLearner):
 
     def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
         """Adam with HARL's eps; the critic with `critic_lr`."""
-        module = self._module[module_id]
-        params = self.get_parameters(module)
+        # Trained parameters only: target networks (off-policy) are frozen copies.
+        params = [p for p in self.get_parameters(self._module[module_id]) if p.requires_grad]
         lr = self.config.critic_lr if module_id == CRITIC_MODULE_ID else self.config.lr
         optim = torch.optim.Adam(params, lr=lr, eps=self.config.opti_eps, weight_decay=self.config.weight_decay)
         self.register_optimizer(module_id=module_id, optimizer=optim, params=params, lr_or_lr_schedule=lr)
@@ -144,7 +144,7 @@ class TeamTorchLearner(TorchLearner):
         over): the gradients are combined as Σ wᵢ gᵢ / Σ wᵢ, the gradient of the mean over
         all learners' rows, before clipping, so every learner takes the same step."""
         optim = self.get_optimizer(module_id)
-        params = self.get_parameters(self.module[module_id])
+        params = [p for group in optim.param_groups for p in group["params"]]
         optim.zero_grad(set_to_none=True)
         loss.backward()
         self.reduce_gradients(params, weight)
@@ -166,6 +166,14 @@ class TeamTorchLearner(TorchLearner):
                 p.grad = torch.zeros_like(p)
             p.grad.mul_(w / total)
             torch.distributed.all_reduce(p.grad)
+
+    def episodes_of(self, episodes, episodes_refs, training_data: TrainingData | None) -> list:
+        """The episodes of an `update()` call, however LearnerGroup passed them."""
+        if training_data is None:
+            training_data = TrainingData(episodes=episodes, episodes_refs=episodes_refs)
+        training_data.validate()
+        training_data.solve_refs()
+        return training_data.episodes
 
     def log_actor_metrics(self, module_id: str, **values: float) -> None:
         for key, value in values.items():
@@ -221,18 +229,15 @@ class HATorchLearner(TeamTorchLearner):
         """One iteration of HA training on the given episodes (see module doc)."""
         self._check_is_built()
         self.before_gradient_based_update(timesteps=timesteps or {})
-        if training_data is None:
-            training_data = TrainingData(episodes=episodes, episodes_refs=episodes_refs)
-        training_data.validate()
-        training_data.solve_refs()
-        if training_data.episodes is None:
+        episodes = self.episodes_of(episodes, episodes_refs, training_data)
+        if episodes is None:
             raise ValueError("HA learners train from episodes (the team batch needs whole trajectories).")
         self._weights_seq_no += 1
 
         np_batch = self._learner_connector(
             rl_module=self.module,
             batch={},
-            episodes=training_data.episodes,
+            episodes=episodes,
             shared_data={},
             metrics=self.metrics,
         )
@@ -244,7 +249,7 @@ class HATorchLearner(TeamTorchLearner):
 
         self.train_actors(team, order)
         self.critic_step(team[CRITIC_MODULE_ID])
-        self._log_counts(team, agents, sum(len(e) for e in training_data.episodes))
+        self._log_counts(team, agents, sum(len(e) for e in episodes))
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()

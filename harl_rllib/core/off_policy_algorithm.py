@@ -8,18 +8,7 @@ updates, each with its own agent order drawn here (one RNG on the driver, checkp
 
 from __future__ import annotations
 
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
-from ray.rllib.utils.metrics import (
-    ALL_MODULES,
-    ENV_RUNNER_RESULTS,
-    ENV_RUNNER_SAMPLING_TIMER,
-    LEARNER_RESULTS,
-    LEARNER_UPDATE_TIMER,
-    NUM_ENV_STEPS_SAMPLED_LIFETIME,
-    NUM_MODULE_STEPS_TRAINED_LIFETIME,
-    SYNCH_WORKER_WEIGHTS_TIMER,
-    TIMERS,
-)
+from ray.rllib.utils.metrics import ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME
 
 from harl_rllib.core.algorithm import HAAlgorithm
 
@@ -34,37 +23,12 @@ class HAOffPolicyAlgorithm(HAAlgorithm):
         warming = before < cfg.warmup_steps
         if warming:
             steps = max(steps, cfg.warmup_steps - before)
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=steps,
-                sample_timeout_s=cfg.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-            self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
-
+        episodes = self.sample(steps)
         num_updates = 0 if warming else int(cfg.update_per_train * cfg.train_interval)
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
-            learner_results = self.learner_group.update(
-                episodes=episodes,
-                timesteps={
-                    NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
-                        (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)
-                    ),
-                    NUM_MODULE_STEPS_TRAINED_LIFETIME: self.metrics.peek(
-                        (LEARNER_RESULTS, ALL_MODULES, NUM_MODULE_STEPS_TRAINED_LIFETIME), default=0
-                    ),
-                },
-                num_updates=num_updates,
-                agent_orders=[self.draw_agent_order() for _ in range(num_updates)],
-            )
-            self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
-
+        self.update_learners(
+            episodes,
+            num_updates=num_updates,
+            agent_orders=[self.draw_agent_order() for _ in range(num_updates)],
+        )
         if num_updates:
-            with self.metrics.log_time((TIMERS, SYNCH_WORKER_WEIGHTS_TIMER)):
-                self.env_runner_group.sync_weights(
-                    from_worker_or_learner_group=self.learner_group,
-                    policies=cfg.actor_module_ids(),
-                    inference_only=True,
-                )
+            self.sync_actor_weights()

@@ -185,17 +185,7 @@ class HAOffPolicyConfig(TeamConfig):
             "expl_noise": self.expl_noise,
             "warmup_steps": self.warmup_steps,
         }
-        specs = {}
-        for aid in team.agents:
-            mid = self.module_for(aid)
-            if mid not in specs:
-                specs[mid] = RLModuleSpec(
-                    module_class=self.actor_module_class,
-                    observation_space=team.observation_spaces[aid],
-                    action_space=team.action_spaces[aid],
-                    model_config=dict(actor_cfg),
-                    inference_only=inference_only,
-                )
+        specs = self.actor_specs(self.actor_module_class, actor_cfg, inference_only)
         if not inference_only:
             specs[CRITIC_MODULE_ID] = RLModuleSpec(
                 module_class=QCriticTorchRLModule,

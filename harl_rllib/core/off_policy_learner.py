@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from ray.rllib.core.columns import Columns
-from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
     NUM_ENV_STEPS_TRAINED,
@@ -72,26 +71,6 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         self.last_joint_actions: dict[str, torch.Tensor] = {}
         self.last_order: list[str] = []
 
-    def configure_optimizers_for_module(self, module_id: str, config=None) -> None:
-        """Adam over the trained networks only (never the targets, never log α)."""
-        module = self._module[module_id]
-        params = [p for n, p in module.named_parameters() if p.requires_grad and "log_alpha" not in n]
-        lr = self.config.critic_lr if module_id == CRITIC_MODULE_ID else self.config.lr
-        optim = torch.optim.Adam(params, lr=lr, eps=self.config.opti_eps, weight_decay=self.config.weight_decay)
-        self.register_optimizer(module_id=module_id, optimizer=optim, params=params, lr_or_lr_schedule=lr)
-
-    def gradient_step(self, module_id: str, loss: torch.Tensor, weight: torch.Tensor | float = 1.0) -> float:
-        optim = self.get_optimizer(module_id)
-        params = [p for group in optim.param_groups for p in group["params"]]
-        optim.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.use_max_grad_norm:
-            norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-        else:
-            norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-        optim.step()
-        return float(norm)
-
     # ---- checkpoint: the update counter (TD3's delay) and the buffer's RNG ----------
 
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
@@ -131,11 +110,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         self._check_is_built()
         self.before_gradient_based_update(timesteps=timesteps or {})
         self._weights_seq_no += 1
-        if training_data is None:
-            training_data = TrainingData(episodes=episodes or [], episodes_refs=episodes_refs)
-        training_data.validate()
-        training_data.solve_refs()
-        self.add_episodes(training_data.episodes or [])
+        self.add_episodes(self.episodes_of(episodes or [], episodes_refs, training_data) or [])
         if len(self.buffer) < self.config.train_batch_size_per_learner:
             num_updates = 0  # e.g. right after restoring a checkpoint: the buffer refills first
         for u in range(num_updates):
