@@ -113,8 +113,8 @@ def train_rate(
         sample_t = learn_t = 0.0
         for _ in range(iters):
             r = algo.train()
-            sample_t += r["timers"]["env_runner_sampling_timer"]
-            learn_t += r["timers"]["learner_update_timer"]
+            sample_t += r["timers"]["iteration_sample_s"]
+            learn_t += r["timers"]["iteration_learn_s"]
         wall = time.perf_counter() - start
         steps = r["env_runners"]["num_env_steps_sampled_lifetime"] - steps0
         algo.stop()

@@ -18,6 +18,9 @@ from ray.rllib.utils.metrics import (
 )
 
 ORDER_RNG = "harl_agent_order_rng"
+# This iteration's sampling and learning seconds (RLlib's own timers are moving averages, which
+# mix in e.g. an off-policy warm-up iteration 20x larger than the others).
+SAMPLE_S, LEARN_S = "iteration_sample_s", "iteration_learn_s"
 
 
 class HAAlgorithm(Algorithm):
@@ -51,7 +54,10 @@ class HAAlgorithm(Algorithm):
 
     def sample(self, max_env_steps: int) -> list:
         """Episodes of at least `max_env_steps` env steps from the env runners (metrics logged)."""
-        with self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)):
+        with (
+            self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)),
+            self.metrics.log_time((TIMERS, SAMPLE_S), reduce="mean", window=1),
+        ):
             episodes, env_runner_results = synchronous_parallel_sample(
                 worker_set=self.env_runner_group,
                 max_env_steps=max_env_steps,
@@ -64,7 +70,10 @@ class HAAlgorithm(Algorithm):
 
     def update_learners(self, episodes: list, **kwargs) -> None:
         """One `learner_group.update` on the episodes; `kwargs` go to every learner's `update`."""
-        with self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)):
+        with (
+            self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
+            self.metrics.log_time((TIMERS, LEARN_S), reduce="mean", window=1),
+        ):
             learner_results = self.learner_group.update(
                 episodes=episodes,
                 timesteps={
