@@ -81,8 +81,9 @@ def test_warmup_then_cadence_and_counts(ray_session):
 def test_exploration_noise_and_warmup_actions():
     module = _mpe(HATD3Config, expl_noise=0.3, warmup_steps=100).get_multi_rl_module_spec().build()["agent_0"]
     obs = torch.randn(20_000, 18)
-    greedy = module.forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
-    noisy = module.forward_exploration({Columns.OBS: obs}, t=100)[Columns.ACTIONS]
+    with torch.no_grad():
+        greedy = module.forward_inference({Columns.OBS: obs})[Columns.ACTIONS]
+        noisy = module.forward_exploration({Columns.OBS: obs}, t=100)[Columns.ACTIONS]
     inner = (greedy.abs() < 0.2).all(-1)  # away from the box's edge, the noise is unclipped
     assert float((noisy - greedy)[inner].std()) == pytest.approx(0.3, rel=0.05)
     assert noisy.abs().max() <= 1.0

@@ -66,7 +66,9 @@ class HASACTorchLearner(HAOffPolicyTorchLearner):
         self._step_logps[aid] = logp.detach()
         if self.config.auto_alpha:
             self._alpha_step(aid, logp.detach(), self.target_entropy[aid])
-        self.log_actor_metrics(self.config.module_for(aid), alpha=float(self.alpha(aid)), entropy=float(-logp.mean()))
+        self.log_actor_metrics(
+            self.config.module_for(aid), alpha=float(self.alpha(aid)), entropy=float(-logp.detach().mean())
+        )
 
     def _alpha_step(self, key: str, logp: torch.Tensor, target: float) -> None:
         loss = -(self.log_alpha[key] * (logp + target)).mean()
