@@ -174,3 +174,27 @@ def test_bad_input_raises_before_ray_starts():
         [sys.executable, str(ROOT / "train.py"), "--algo", "hatd3", "--env", "mpe"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "continuous" in bad.stderr
+
+
+def test_replay_buffer_in_checkpoints_when_asked(ray_session, tmp_path):
+    """store_buffer_in_checkpoints (RLlib's name): the restored learner holds the same rows, links
+    and sampling RNG, so it draws the same next batch as the original."""
+    config = _mpe(HATD3Config, store_buffer_in_checkpoints=True, actor_model={"hidden_sizes": [16]})
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.train()
+        algo.save_to_path(str(tmp_path / "ckpt"))
+        learner = algo.learner_group._learner
+        size, expected = len(learner.buffer), learner.buffer.sample(8)
+    finally:
+        algo.stop()
+    restored = Algorithm.from_checkpoint(str(tmp_path / "ckpt"))
+    try:
+        buffer = restored.learner_group._learner.buffer
+        assert len(buffer) == size == 30
+        got = buffer.sample(8)
+        np.testing.assert_array_equal(got["state"], expected["state"])
+        np.testing.assert_array_equal(got["agent_0"][Columns.ACTIONS], expected["agent_0"][Columns.ACTIONS])
+    finally:
+        restored.stop()

@@ -47,6 +47,7 @@ class HAOffPolicyConfig(TeamConfig):
         self.tau = 0.005
         self.n_step = 1
         self.buffer_size = 1_000_000
+        self.store_buffer_in_checkpoints = False  # RLlib's name (DQN/SAC): the buffer's rows too
         self.train_batch_size_per_learner = 1000
         self.warmup_steps = 10_000
         self.train_interval = 50
@@ -84,6 +85,7 @@ class HAOffPolicyConfig(TeamConfig):
         tau: float = NotProvided,
         n_step: int = NotProvided,
         buffer_size: int = NotProvided,
+        store_buffer_in_checkpoints: bool = NotProvided,
         warmup_steps: int = NotProvided,
         train_interval: int = NotProvided,
         update_per_train: float = NotProvided,
@@ -114,6 +116,8 @@ class HAOffPolicyConfig(TeamConfig):
             tau: Polyak coefficient of the target networks (HARL's `polyak`).
             n_step: Steps summed in each TD target (truncated at episode ends).
             buffer_size: Replay capacity in env steps (per learner).
+            store_buffer_in_checkpoints: Save the replay buffer's rows in checkpoints (large), so
+                that a restored run continues from the same buffer; otherwise it refills first.
             warmup_steps: Env steps of uniformly random actions before any update.
             train_interval: Steps sampled per env between trainings.
             update_per_train: Gradient updates per train_interval step.
@@ -141,6 +145,7 @@ class HAOffPolicyConfig(TeamConfig):
             tau=tau,
             n_step=n_step,
             buffer_size=buffer_size,
+            store_buffer_in_checkpoints=store_buffer_in_checkpoints,
             warmup_steps=warmup_steps,
             train_interval=train_interval,
             update_per_train=update_per_train,

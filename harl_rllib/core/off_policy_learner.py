@@ -78,7 +78,10 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         if self._check_component(TOTAL_IT, components, not_components):
             state[TOTAL_IT] = self.total_it
         if self._check_component(REPLAY, components, not_components):
-            state[REPLAY] = {"rng": self.buffer.rng.bit_generator.state}
+            if self.config.store_buffer_in_checkpoints:
+                state[REPLAY] = {"buffer": self.buffer.get_state()}
+            else:
+                state[REPLAY] = {"rng": self.buffer.rng.bit_generator.state}
         return state
 
     def set_state(self, state: dict) -> None:
@@ -86,7 +89,10 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         if TOTAL_IT in state:
             self.total_it = int(state[TOTAL_IT])
         if REPLAY in state:
-            self.buffer.rng.bit_generator.state = state[REPLAY]["rng"]
+            if "buffer" in state[REPLAY]:
+                self.buffer.set_state(state[REPLAY]["buffer"])
+            else:
+                self.buffer.rng.bit_generator.state = state[REPLAY]["rng"]
 
     # ---- the update -----------------------------------------------------------------
 
