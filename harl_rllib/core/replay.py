@@ -28,8 +28,7 @@ import numpy as np
 import tree
 from ray.rllib.core.columns import Columns
 
-from harl_rllib.core.team_batch import ALIVE, _as_list, _stack
-from harl_rllib.envs.contract import ALIVE_KEY, STATE_KEY
+from harl_rllib.core.team_batch import ALIVE, _stack, agent_steps, team_states
 
 NEXT_OBS = "next_obs"
 NEXT_STATE = "next_state"
@@ -39,47 +38,24 @@ DISCOUNT = "discount"  # γ^(steps summed) for the bootstrap of an n-step target
 NSTEP_LAST = "nstep_last"  # buffer index of the row an n-step target bootstraps from
 
 
-def _state_rows(infos: dict, obs: dict, agents: Sequence[str], T: int, has_state: bool) -> np.ndarray:
-    """(T + 1, S) global states: info['state'] at every step (EP), else all agents' flat
-    observations concatenated (as the on-policy team batch)."""
-    if has_state:
-        return np.stack([np.asarray(infos[agents[0]][t][STATE_KEY], np.float32).ravel() for t in range(T + 1)])
-    rows = []
-    for t in range(T + 1):
-        parts = []
-        for a in agents:
-            o = obs[a][t]
-            parts.append(np.asarray(o["obs"] if isinstance(o, dict) else o, np.float32).ravel())
-        rows.append(np.concatenate(parts))
-    return np.stack(rows)
-
-
 def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict[str, Any] | None:
     """The chunk's T transitions as {agent: {obs, actions, next_obs, alive}, state,
     next_state, reward, terminated} (see module doc); None for an empty chunk."""
-    T = episode.env_steps()
-    if T == 0:
+    if episode.env_steps() == 0:
         return None
+    T, steps = agent_steps(episode, agents)
     out: dict[str, Any] = {}
-    obs_all, infos_all, rewards = {}, {}, []
+    rewards = []
     for aid in agents:
-        sa = episode.agent_episodes.get(aid)
-        if sa is None or len(sa) != T:
-            raise ValueError(
-                f"Agent {aid!r} did not act at every step of an episode; harl_rllib needs every agent in "
-                "every step (keep dead agents with info['alive']=False): see harl_rllib/envs/contract.py."
-            )
-        obs = _as_list(sa.get_observations(), T + 1)
-        infos = list(sa.get_infos())
-        obs_all[aid], infos_all[aid] = obs, infos
+        sa, obs, _, alive = steps[aid]
         out[aid] = {
             Columns.OBS: _stack(obs[:T]),
             NEXT_OBS: _stack(obs[1 : T + 1]),
             Columns.ACTIONS: np.asarray(sa.get_actions()),
-            ALIVE: np.array([float(i.get(ALIVE_KEY, True)) if i else 1.0 for i in infos[:T]], np.float32),
+            ALIVE: alive,
         }
         rewards.append(np.asarray(sa.get_rewards(), np.float32))
-    states = _state_rows(infos_all, obs_all, agents, T, has_state)
+    states = team_states(steps, agents, T, "EP", has_state)[:, 0]
     out["state"], out[NEXT_STATE] = states[:T], states[1:]
     out[REWARD] = np.stack(rewards, axis=1).mean(axis=1)
     term = np.zeros(T, np.float32)

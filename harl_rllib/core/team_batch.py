@@ -81,6 +81,47 @@ def _as_list(x: Any, n: int) -> list:
     return [x[i] for i in range(n)]
 
 
+def agent_steps(episode, agents: Sequence[str]) -> tuple[int, dict[str, tuple]]:
+    """T and, per agent, (single-agent episode, T + 1 observations, T + 1 infos, T alive flags).
+    An agent that did not act at every step of the chunk is an error (see envs/contract.py)."""
+    T = episode.env_steps()
+    out = {}
+    for aid in agents:
+        sa = episode.agent_episodes.get(aid)
+        if sa is None or len(sa) != T:
+            raise ValueError(
+                f"Agent {aid!r} did not act at every step of an episode ({0 if sa is None else len(sa)} "
+                f"of {T} steps). harl_rllib needs every agent in every step (keep dead agents in "
+                "the episode with info['alive']=False): see harl_rllib/envs/contract.py."
+            )
+        infos = list(sa.get_infos())
+        alive = np.array([float(i.get(ALIVE_KEY, True)) if i else 1.0 for i in infos[:T]], np.float32)
+        out[aid] = (sa, _as_list(sa.get_observations(), T + 1), infos, alive)
+    return T, out
+
+
+def team_states(steps: dict[str, tuple], agents: Sequence[str], T: int, state_type: str, has_state: bool) -> np.ndarray:
+    """(T + 1, k, S) global states from `agent_steps` output: info['state'] of the first agent (EP,
+    k = 1) or of every agent (FP, k = n); without an env state, all agents' flat observations
+    concatenated (EP)."""
+    if has_state:
+        if state_type == "EP":
+            first = steps[agents[0]][2]
+            return np.stack([np.asarray(first[t][STATE_KEY], np.float32) for t in range(T + 1)])[:, None]
+        return np.stack(
+            [np.stack([np.asarray(steps[a][2][t][STATE_KEY], np.float32) for a in agents]) for t in range(T + 1)]
+        )
+    flat = []
+    for t in range(T + 1):
+        parts = []
+        for a in agents:
+            o = steps[a][1][t]
+            o = o["obs"] if isinstance(o, dict) else o
+            parts.append(np.asarray(o, np.float32).ravel())
+        flat.append(np.concatenate(parts))
+    return np.stack(flat)[:, None]
+
+
 def sequence_layout(T: int, L: int) -> tuple[int, np.ndarray]:
     """(n_seq, row → step index or −1): T steps in ⌈T/L⌉ sequences of L rows, padded at the end."""
     n_seq = -(-T // L)
@@ -132,20 +173,10 @@ class TeamBatchBuilder(ConnectorV2):
 
     def _episode_arrays(self, episode, index: int) -> tuple[dict, np.ndarray, np.ndarray, bool]:
         """Per-agent arrays of one episode chunk, its states (T+1, k, S) and rewards (T, k)."""
-        T = episode.env_steps()
-        per_agent, infos_all, rewards = {}, {}, []
+        T, steps = agent_steps(episode, self.agents)
+        per_agent, rewards = {}, []
         for aid in self.agents:
-            sa = episode.agent_episodes.get(aid)
-            if sa is None or len(sa) != T:
-                raise ValueError(
-                    f"Agent {aid!r} did not act at every step of an episode ({0 if sa is None else len(sa)} "
-                    f"of {T} steps). harl_rllib needs every agent in every step (keep dead agents in "
-                    "the episode with info['alive']=False): see harl_rllib/envs/contract.py."
-                )
-            obs = _as_list(sa.get_observations(), T + 1)
-            infos = list(sa.get_infos())
-            infos_all[aid] = (obs, infos)
-            alive = np.array([float(i.get(ALIVE_KEY, True)) if i else 1.0 for i in infos[:T]], np.float32)
+            sa, obs, _, alive = steps[aid]
             per_agent[aid] = {
                 Columns.OBS: _stack(obs[:T]),
                 Columns.ACTIONS: np.asarray(sa.get_actions()),
@@ -156,7 +187,7 @@ class TeamBatchBuilder(ConnectorV2):
             }
             rewards.append(np.asarray(sa.get_rewards(), np.float32))
         rewards = np.stack(rewards, axis=1)  # (T, n)
-        states = self._states(infos_all, T)
+        states = team_states(steps, self.agents, T, self.state_type, self.has_state)
         if self.state_type == "EP":
             rewards = rewards.mean(axis=1, keepdims=True)
         return per_agent, states, rewards, bool(episode.is_terminated)
@@ -179,28 +210,6 @@ class TeamBatchBuilder(ConnectorV2):
         )
         starts = range(0, T, self.chunk_length)
         return np.stack([np.asarray(first if t == 0 else outs[t - 1][HIDDEN], np.float32) for t in starts])
-
-    def _states(self, infos_all: dict, T: int) -> np.ndarray:
-        if self.has_state:
-            if self.state_type == "EP":
-                first = infos_all[self.agents[0]][1]
-                return np.stack([np.asarray(first[t][STATE_KEY], np.float32) for t in range(T + 1)])[:, None]
-            return np.stack(
-                [
-                    np.stack([np.asarray(infos_all[a][1][t][STATE_KEY], np.float32) for a in self.agents])
-                    for t in range(T + 1)
-                ]
-            )
-        # No env state: the concatenation of all agents' flat observations (EP).
-        flat = []
-        for t in range(T + 1):
-            parts = []
-            for a in self.agents:
-                o = infos_all[a][0][t]
-                o = o["obs"] if isinstance(o, dict) else o
-                parts.append(np.asarray(o, np.float32).ravel())
-            flat.append(np.concatenate(parts))
-        return np.stack(flat)[:, None]
 
     def __call__(self, *, rl_module, batch, episodes, explore=None, shared_data=None, metrics=None, **kwargs):
         if self.chunk_length is not None:
