@@ -137,9 +137,11 @@ def _train_steps(config, env_steps: int) -> list[float]:
 
 @pytest.mark.slow
 def test_hatd3_improves_on_halfcheetah_2x3(ray_session):
-    """MAMuJoCo HalfCheetah 2x3, 200-step episodes. The warm-up (uniform random actions)
-    scores ≈ −45; 20k env steps (2k warm-up) with 0.5 update per env step (batch 256) bring
-    the team above +20. With a broken critic target or actor step it stays near random."""
+    """MAMuJoCo HalfCheetah 2x3, 200-step episodes, 0.5 update per env step (batch 256). The
+    warm-up and first episodes score about −70; after 30k env steps the team is 50+ higher
+    (seed 0 here: −69 → −15). The outcome at this budget moves a lot with float details (thread
+    count, op order: −36 to +41 at 20k steps in three set-ups), hence the margin; a broken critic
+    target or actor step stays within about ±15 of the start."""
     config = (
         HATD3Config()
         .environment("harl_mamujoco", env_config={"task": "HalfCheetah-2x3", "max_episode_steps": 200})
@@ -147,9 +149,9 @@ def test_hatd3_improves_on_halfcheetah_2x3(ray_session):
         .training(warmup_steps=2000, train_interval=10, update_per_train=5, train_batch_size_per_learner=256)
         .debugging(seed=0)
     )
-    returns = _train_steps(config, 20_000)
+    returns = _train_steps(config, 30_000)
     start, end = np.mean(returns[:2]), np.mean(returns[-3:])
-    assert start < -20 and end > start + 50, returns
+    assert start < -20 and end > start + 40, returns
 
 
 @pytest.mark.slow
