@@ -338,3 +338,43 @@ def test_bad_off_policy_settings_fail_in_validate():
         HATD3Config().environment("harl_toy", env_config={"task": "distinct_actions"}).validate()
     # HASAC takes discrete actions.
     HASACConfig().environment("harl_toy", env_config={"task": "distinct_actions"}).validate()
+
+
+# ---- episode ends as RLlib's episodes report them ----------------------------------------
+
+
+def _run_episode(env, seed: int = 0):
+    """One whole episode of random play recorded into RLlib's MultiAgentEpisode, as the env
+    runner records it."""
+    from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+
+    obs, infos = env.reset(seed=seed)
+    ep = MultiAgentEpisode(observation_space=env.observation_spaces, action_space=env.action_spaces)
+    ep.add_env_reset(observations=obs, infos=infos)
+    while not ep.is_done:
+        acts = {a: env.action_spaces[a].sample() for a in env.possible_agents}
+        obs, rew, term, trunc, infos = env.step(acts)
+        logp = {a: {Columns.ACTION_LOGP: np.float32(0.0)} for a in acts}
+        ep.add_env_step(obs, acts, rew, infos=infos, terminateds=term, truncateds=trunc, extra_model_outputs=logp)
+    return ep, term, trunc
+
+
+def test_time_limit_is_not_a_termination_in_replay_or_gae():
+    """RLlib's MultiAgentEpisode reports is_terminated=True when all agents are done, also
+    when the env truncated (MPE's 25-step limit). Both families must still bootstrap there:
+    the replay rows and the team batch's GAE see `terminated` only for a real termination."""
+    from harl_rllib.core.replay import episode_transitions
+    from harl_rllib.core.team_batch import TeamBatchBuilder
+    from harl_rllib.envs.mpe import MPETeamEnv
+    from harl_rllib.envs.toy import DistinctActionsEnv
+
+    mpe, term, trunc = _run_episode(MPETeamEnv({"N": 2, "continuous_actions": True}))
+    assert trunc["__all__"] and not term["__all__"] and mpe.is_terminated  # RLlib's flag says terminated
+    toy, term, _ = _run_episode(DistinctActionsEnv({"n_agents": 2}))
+    assert term["__all__"]
+    for ep, terminal in ((mpe, 0.0), (toy, 1.0)):
+        agents = list(ep.agent_episodes)
+        rows = episode_transitions(ep, agents, has_state=True)
+        assert rows[TERMINATED][:-1].sum() == 0 and rows[TERMINATED][-1] == terminal
+        builder = TeamBatchBuilder(agents=agents, gamma=0.99, lambda_=0.95, has_state=True)
+        assert builder._episode_arrays(ep, 0)[3] is bool(terminal)

@@ -28,7 +28,7 @@ import numpy as np
 import tree
 from ray.rllib.core.columns import Columns
 
-from harl_rllib.core.team_batch import ALIVE, _stack, agent_steps, team_states
+from harl_rllib.core.team_batch import ALIVE, _stack, agent_steps, team_states, team_terminated
 
 NEXT_OBS = "next_obs"
 NEXT_STATE = "next_state"
@@ -59,7 +59,7 @@ def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict
     out["state"], out[NEXT_STATE] = states[:T], states[1:]
     out[REWARD] = np.stack(rewards, axis=1).mean(axis=1)
     term = np.zeros(T, np.float32)
-    term[-1] = float(episode.is_terminated)
+    term[-1] = float(team_terminated(episode))
     out[TERMINATED] = term
     return out
 

@@ -100,6 +100,18 @@ def agent_steps(episode, agents: Sequence[str]) -> tuple[int, dict[str, tuple]]:
     return T, out
 
 
+def team_terminated(episode) -> bool:
+    """Whether the chunk ends in a terminal state (no bootstrap), as the env reported it.
+
+    RLlib's `MultiAgentEpisode.add_env_step` sets `is_terminated = True` whenever every agent
+    is done, truncated agents included, and hands that flag to every agent's episode, so a
+    time-limit truncation (MPE's 25 steps, MAMuJoCo's 1000, SMAX/SMAC time limits) reads as a
+    termination there. `is_truncated` keeps the env's `truncated["__all__"]`, and the team
+    envs never report both (a terminal step is not a truncation): terminated = is_terminated
+    and not is_truncated. HARL's `use_proper_time_limits` bootstraps at truncations."""
+    return bool(episode.is_terminated and not episode.is_truncated)
+
+
 def team_states(steps: dict[str, tuple], agents: Sequence[str], T: int, state_type: str, has_state: bool) -> np.ndarray:
     """(T + 1, k, S) global states from `agent_steps` output: info['state'] of the first agent (EP,
     k = 1) or of every agent (FP, k = n); without an env state, all agents' flat observations
@@ -190,7 +202,7 @@ class TeamBatchBuilder(ConnectorV2):
         states = team_states(steps, self.agents, T, self.state_type, self.has_state)
         if self.state_type == "EP":
             rewards = rewards.mean(axis=1, keepdims=True)
-        return per_agent, states, rewards, bool(episode.is_terminated)
+        return per_agent, states, rewards, team_terminated(episode)
 
     def _actor_state_in(self, sa, T: int, rl_module, aid: str) -> np.ndarray:
         """The actor's GRU state at every sequence start (n_seq, layers, H): what the env runner

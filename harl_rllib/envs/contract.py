@@ -21,6 +21,11 @@ HARL it gets:
 * **Reward.** The team reward, given to every agent (HARL's convention). The critic's
   reward is the mean over agents of their rewards, which is the team reward when the
   env follows this contract.
+* **Ends.** ``terminateds["__all__"]`` for a terminal state (no bootstrap),
+  ``truncateds["__all__"]`` for a time limit (the critic bootstraps, HARL's
+  `use_proper_time_limits`); never both at once. RLlib's `MultiAgentEpisode` marks an
+  episode terminated whenever all agents are done, so harl_rllib reads a team termination
+  as "terminated and not truncated" (`core.team_batch.team_terminated`).
 * **Episode stats.** ``info["episode_stats"]`` on the last step (e.g.
   ``{"battle_won": 1.0}``) is reported as custom metrics.
 """
