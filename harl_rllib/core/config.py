@@ -164,6 +164,18 @@ class TeamConfig(AlgorithmConfig):
     def get_default_rl_module_spec(self) -> MultiRLModuleSpec:
         return self.get_multi_rl_module_spec()
 
+    def build_env_to_module_connector(self, env=None, spaces=None, device=None):
+        """RLlib's pipeline with `SortAgentsInBatch` before the agent → module mapping, so
+        that a seed repeats a run whatever the process's hash seed (see core/agent_order.py)."""
+        from ray.rllib.connectors.common import AgentToModuleMapping
+
+        from harl_rllib.core.agent_order import SortAgentsInBatch
+
+        pipeline = super().build_env_to_module_connector(env=env, spaces=spaces, device=device)
+        if any(isinstance(piece, AgentToModuleMapping) for piece in pipeline.connectors):
+            pipeline.insert_before(AgentToModuleMapping, SortAgentsInBatch())
+        return pipeline
+
     # ---- validation ---------------------------------------------------------------
 
     def validate(self) -> None:
