@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+import tree
 from ray.rllib.algorithms.algorithm import Algorithm
-from ray.rllib.execution.rollout_ops import synchronous_parallel_sample
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
     ENV_RUNNER_RESULTS,
     ENV_RUNNER_SAMPLING_TIMER,
     LEARNER_RESULTS,
     LEARNER_UPDATE_TIMER,
+    NUM_ENV_STEPS_SAMPLED,
     NUM_ENV_STEPS_SAMPLED_LIFETIME,
     NUM_MODULE_STEPS_TRAINED_LIFETIME,
     SYNCH_WORKER_WEIGHTS_TIMER,
@@ -23,8 +27,38 @@ ORDER_RNG = "harl_agent_order_rng"
 SAMPLE_S, LEARN_S = "iteration_sample_s", "iteration_learn_s"
 
 
+def _sample_and_metrics(runner) -> tuple[list, dict, Exception | None]:
+    """One `sample()` on a runner, its metrics, and the error that stopped it for good."""
+    return runner.sample(), runner.get_metrics(), getattr(runner, "fatal_error", None)
+
+
+class NonFiniteCheckpointError(FloatingPointError):
+    """A checkpoint would hold NaN or inf weights."""
+
+
 class HAAlgorithm(Algorithm):
     """Base of HAPPO / HATRPO / HAA2C / MAPPO: on-policy, one centralized critic."""
+
+    def save_to_path(self, path: str | Path | None = None, **kwargs) -> str:
+        """RLlib's `save_to_path` with two guards: a relative local path is taken from the
+        working directory (pyarrow, which RLlib hands it to, accepts only absolute paths and
+        URIs), and nothing is written while any weight or statistic is NaN or inf."""
+        if path is not None and "://" not in str(path):
+            path = os.path.abspath(os.path.expanduser(str(path)))
+        self.check_finite_weights()
+        return super().save_to_path(path, **kwargs)
+
+    def check_finite_weights(self) -> None:
+        """Raise `NonFiniteCheckpointError` naming the first module/tensor that is not finite."""
+        for module_id, weights in self.learner_group.get_weights().items():
+            for name, value in tree.flatten_with_path(weights):
+                array = np.asarray(value)
+                if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+                    where = "/".join(str(p) for p in name)
+                    raise NonFiniteCheckpointError(
+                        f"Not saving a checkpoint: {module_id}/{where} holds NaN or inf values "
+                        f"(iteration {self.iteration}). The previous checkpoint is kept."
+                    )
 
     def setup(self, config) -> None:
         super().setup(config)
@@ -53,19 +87,35 @@ class HAAlgorithm(Algorithm):
         return [agents[i] for i in self._order_rng.permutation(len(agents))]
 
     def sample(self, max_env_steps: int) -> list:
-        """Episodes of at least `max_env_steps` env steps from the env runners (metrics logged)."""
+        """Episodes of at least `max_env_steps` env steps from the env runners (metrics logged).
+
+        RLlib's `synchronous_parallel_sample`, with one change: an error that stops a remote
+        runner for good (an env failing past `max_env_failures_per_sample`, a NaN at the env
+        boundary) comes back as a value and is raised here, on the driver. RLlib would log
+        it, wait `delay_between_env_runner_restarts_s` and restart the runner, which would
+        meet the same env again, without end."""
+        group = self.env_runner_group
+        episodes, results, steps = [], [], 0
         with (
             self.metrics.log_time((TIMERS, ENV_RUNNER_SAMPLING_TIMER)),
             self.metrics.log_time((TIMERS, SAMPLE_S), reduce="mean", window=1),
         ):
-            episodes, env_runner_results = synchronous_parallel_sample(
-                worker_set=self.env_runner_group,
-                max_env_steps=max_env_steps,
-                sample_timeout_s=self.config.sample_timeout_s,
-                _uses_new_env_runners=True,
-                _return_metrics=True,
-            )
-            self.metrics.aggregate(env_runner_results, key=ENV_RUNNER_RESULTS)
+            while steps < max_env_steps:
+                if group.num_remote_workers() == 0:
+                    out = [_sample_and_metrics(group.local_env_runner)]
+                else:
+                    out = group.foreach_env_runner(
+                        _sample_and_metrics, local_env_runner=False, timeout_seconds=self.config.sample_timeout_s
+                    )
+                    if not out:  # every runner lost or timed out: RLlib restores them next iteration
+                        break
+                for runner_episodes, runner_metrics, fatal in out:
+                    if fatal is not None:
+                        raise fatal
+                    episodes.extend(runner_episodes)
+                    results.append(runner_metrics)
+                    steps += int(runner_metrics.get(NUM_ENV_STEPS_SAMPLED, 0))
+            self.metrics.aggregate(results, key=ENV_RUNNER_RESULTS)
         return episodes
 
     def update_learners(self, episodes: list, **kwargs) -> None:

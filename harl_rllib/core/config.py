@@ -91,6 +91,12 @@ class TeamConfig(AlgorithmConfig):
         # An env that raises in step/reset is rebuilt and its cut episodes dropped, instead
         # of ending training (RLlib already restarts lost remote env runners).
         self.restart_failed_sub_environments = True
+        # ... but not without end: more failures than this in one sample() call stop training.
+        self.max_env_failures_per_sample = 10
+        # Rewards, observations and states checked for NaN/inf and shape at the env boundary.
+        self.check_env_values = True
+        # A non-finite loss or gradient is never applied; this many in a row stop training.
+        self.max_consecutive_nonfinite_updates = 5
         # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
         from harl_rllib.core.env_runner import HAEnvRunner
 
@@ -107,6 +113,32 @@ class TeamConfig(AlgorithmConfig):
         for name, value in values.items():
             if value is not NotProvided:
                 setattr(self, name, value)
+
+    def environment(self, env=NotProvided, *, check_env_values=NotProvided, **kwargs) -> Self:
+        """RLlib's `environment()`, plus `check_env_values` (default True): check every reward,
+        observation and state for NaN/inf and every observation's shape at the env boundary
+        (off: a little faster, once you trust an env)."""
+        super().environment(env, **kwargs)
+        self._set_provided(check_env_values=check_env_values)
+        return self
+
+    def fault_tolerance(
+        self,
+        *,
+        max_env_failures_per_sample=NotProvided,
+        max_consecutive_nonfinite_updates=NotProvided,
+        **kwargs,
+    ) -> Self:
+        """RLlib's `fault_tolerance()`, plus `max_env_failures_per_sample` (default 10: more env
+        failures than this in one env runner's sample() call stop training with an error) and
+        `max_consecutive_nonfinite_updates` (default 5: non-finite gradient steps are skipped;
+        this many in a row stop training)."""
+        super().fault_tolerance(**kwargs)
+        self._set_provided(
+            max_env_failures_per_sample=max_env_failures_per_sample,
+            max_consecutive_nonfinite_updates=max_consecutive_nonfinite_updates,
+        )
+        return self
 
     # ---- the team -----------------------------------------------------------------
 
@@ -196,6 +228,10 @@ class TeamConfig(AlgorithmConfig):
             self._value_error(f"`gamma` must be in [0, 1]; got {self.gamma}")
         if self.state_type not in ("EP", "FP"):
             self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
+        for name, least in (("max_env_failures_per_sample", 0), ("max_consecutive_nonfinite_updates", 1)):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                self._value_error(f"`{name}` must be an integer >= {least}; got {v!r}")
         if self.state_type == "FP" and (self.env_config or {}).get("state_type") != "FP":
             self._value_error(
                 "state_type='FP' needs per-agent states from the env: set env_config['state_type'] = 'FP' too "
@@ -433,4 +469,9 @@ class HAConfig(TeamConfig):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 self._value_error(f"`{name}` must be None (whole batch) or a positive integer; got {v!r}")
+            if v is not None and v > self.train_batch_size_per_learner:
+                self._value_error(
+                    f"`{name}` ({v}) is larger than the batch (`train_batch_size_per_learner` "
+                    f"{self.train_batch_size_per_learner}); use None for whole-batch updates."
+                )
         super()._validate_ha_settings()

@@ -58,6 +58,8 @@ class ValueNorm(nn.Module):
         sums = torch.stack([x.sum(), (x**2).sum(), torch.tensor(float(x.numel()), device=x.device)])
         if all_sum is not None:
             sums = all_sum(sums)
+        if not torch.isfinite(sums).all():
+            return  # a non-finite batch (its gradient step is skipped too) never enters the statistics
         w = self.beta
         self.running_mean.mul_(w).add_(sums[0] / sums[2] * (1 - w))
         self.running_mean_sq.mul_(w).add_(sums[1] / sums[2] * (1 - w))

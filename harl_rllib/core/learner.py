@@ -48,8 +48,13 @@ from harl_rllib.core.losses import masked_mean, value_loss
 from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
 
 FACTOR_MEAN = "factor_mean"
+NONFINITE_SKIPPED = "num_nonfinite_updates_skipped"
 MINIBATCH_RNG = "harl_minibatch_rng"
 UPDATE_POSITION = "update_position"
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """Too many gradient steps in a row had a non-finite loss or gradient."""
 
 
 def minibatch_indices(
@@ -152,8 +157,31 @@ class TeamTorchLearner(TorchLearner):
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         else:
             norm = torch.norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+        # The norm is of the reduced gradient, the same on every learner: they all skip together.
+        if not (torch.isfinite(norm) and torch.isfinite(loss.detach())):
+            optim.zero_grad(set_to_none=True)
+            self.skip_nonfinite_update(module_id, float(loss.detach()), float(norm))
+            return float(norm)
         optim.step()
+        self._nonfinite_streak = 0
         return float(norm)
+
+    _nonfinite_streak = 0
+
+    def skip_nonfinite_update(self, module_id: str, loss: float, norm: float) -> None:
+        """A gradient step with a non-finite loss or gradient is not applied, and counted
+        (`num_nonfinite_updates_skipped`); `max_consecutive_nonfinite_updates` in a row stop
+        training: the data or the settings are broken, and going on would only hide it."""
+        self._nonfinite_streak += 1
+        self.metrics.log_value((module_id, NONFINITE_SKIPPED), 1, reduce="sum")
+        limit = self.config.max_consecutive_nonfinite_updates
+        if self._nonfinite_streak >= limit:
+            raise NonFiniteUpdateError(
+                f"{self._nonfinite_streak} gradient steps in a row had a non-finite loss or gradient "
+                f"(max_consecutive_nonfinite_updates={limit}; the last: module {module_id!r}, loss {loss}, "
+                f"gradient norm {norm}); none of them was applied. Causes: NaN/inf in the env's rewards, "
+                "observations or states (see `check_env_values`), or a learning rate too high."
+            )
 
     def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor | float = 1.0) -> None:
         """Σ wᵢ gᵢ / Σ wᵢ over learners, in place (no-op with one learner)."""

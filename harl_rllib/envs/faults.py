@@ -1,4 +1,4 @@
-"""Fault injection: a team env that crashes on purpose.
+"""Fault injection: a team env that crashes, or returns bad values, on purpose.
 
 Why: fault tolerance that is never exercised tends not to work on the day a simulator
 segfaults or a spot node disappears. `CrashOnStepEnv` wraps any registered team env and
@@ -26,8 +26,10 @@ env_config keys:
     events_file: a path; every crash and every episode end appends one JSON line
         ({"event": "crash" | "episode_end", "worker_index", "pid", "step"}) so a test can
         count what the env did across processes.
-
-The env always raises `InjectedEnvCrash`, a RuntimeError, *before* stepping the wrapped env.
+    fault: what happens at those steps: "crash" (default) raises `InjectedEnvCrash`, a
+        RuntimeError, *before* stepping the wrapped env; the others step it and then spoil
+        the first agent's data: "nan_reward", "nan_obs", "nan_state" (info["state"]),
+        "obs_shape" (one entry too many), "obs_out_of_bounds" (above the space's high).
 """
 
 from __future__ import annotations
@@ -49,6 +51,9 @@ CRASHING_ENV_ID = "harl_crashing"
 # crash draws. Kept outside the env instance because RLlib rebuilds a failed env.
 _PROCESS_STEPS: dict[str, int] = defaultdict(int)
 _PROCESS_RNGS: dict[str, np.random.Generator] = {}
+
+
+FAULTS = ("crash", "nan_reward", "nan_obs", "nan_state", "obs_shape", "obs_out_of_bounds")
 
 
 class InjectedEnvCrash(RuntimeError):
@@ -94,6 +99,9 @@ class CrashOnStepEnv(MultiAgentEnv):
         only = settings.get("crash_worker_index")
         self._armed = only is None or int(only) == self._worker_index
         self._events_file = settings.get("events_file")
+        self._fault = settings.get("fault", "crash")
+        if self._fault not in FAULTS:
+            raise ValueError(f"CrashOnStepEnv: unknown fault {self._fault!r}; known: {', '.join(FAULTS)}")
         self._key = json.dumps(settings, sort_keys=True, default=repr)
         if self._key not in _PROCESS_RNGS:
             seed = settings.get("crash_seed")
@@ -133,12 +141,33 @@ class CrashOnStepEnv(MultiAgentEnv):
             or (self._crash_probability > 0.0 and _PROCESS_RNGS[self._key].random() < self._crash_probability)
         ):
             self._log("crash", step)
-            raise InjectedEnvCrash(f"CrashOnStepEnv: injected crash at step {step} (worker {self._worker_index})")
-        obs, rewards, terminateds, truncateds, infos = self.env.step(action_dict)
+            if self._fault == "crash":
+                raise InjectedEnvCrash(f"CrashOnStepEnv: injected crash at step {step} (worker {self._worker_index})")
+            obs, rewards, terminateds, truncateds, infos = self.env.step(action_dict)
+            self._spoil(obs, rewards, infos)
+        else:
+            obs, rewards, terminateds, truncateds, infos = self.env.step(action_dict)
         self.agents = list(getattr(self.env, "agents", self.possible_agents))
         if terminateds.get("__all__") or truncateds.get("__all__"):
             self._log("episode_end", step)
         return obs, rewards, terminateds, truncateds, infos
+
+    def _spoil(self, obs: dict, rewards: dict, infos: dict) -> None:
+        """The injected bad value, in the first agent's data."""
+        agent = sorted(obs)[0]
+        if self._fault == "nan_reward":
+            rewards[agent] = float("nan")
+        elif self._fault == "nan_state":
+            infos[agent] = {**infos[agent], "state": np.full_like(infos[agent]["state"], np.nan)}
+        else:
+            x = np.array(obs[agent], dtype=np.float32)
+            if self._fault == "nan_obs":
+                x[0] = np.nan
+            elif self._fault == "obs_shape":
+                x = np.append(x, 0.0).astype(np.float32)
+            else:  # obs_out_of_bounds
+                x[0] = self.observation_spaces[agent].high[0] + 1.0
+            obs[agent] = x
 
     def close(self) -> None:
         close = getattr(self.env, "close", None)

@@ -1,0 +1,96 @@
+"""What crosses the env boundary, checked: values, shapes and failures.
+
+Why: a NaN reward from a buggy env turns every weight into NaN within one update, and a
+wrong-shape observation surfaces deep in torch, naming neither env nor agent. Checking at
+the boundary, where the env and the agent are still known, turns both into one clear
+error. An env that fails over and over (RLlib rebuilds it and restarts the sample call,
+with no bound) is stopped after `max_env_failures_per_sample` failures in one call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from harl_rllib.envs.contract import STATE_KEY
+
+logger = logging.getLogger(__name__)
+
+
+class EnvFailureError(RuntimeError):
+    """An env failed more often than the restart policy allows."""
+
+
+class EnvValueError(ValueError):
+    """An env returned a non-finite value or an observation of the wrong shape."""
+
+
+def describe_env(config: Any) -> str:
+    """'harl_mpe (task simple_spread_v3)': how errors name the env of a config."""
+    env = config.env
+    name = env if isinstance(env, str) else getattr(env, "__name__", repr(env))
+    task = (config.env_config or {}).get("task")
+    return f"{name!r}" + (f" (task {task!r})" if task else "")
+
+
+def _finite(x: Any) -> bool:
+    a = np.asarray(x)
+    return not np.issubdtype(a.dtype, np.number) or bool(np.isfinite(a).all())
+
+
+class TeamValueChecker:
+    """Checks one env step's dicts against the team's spaces (see envs/contract.py).
+
+    Non-finite rewards, observations and states, and observations of the wrong shape, raise
+    `EnvValueError`; observations outside a bounded Box warn once per agent."""
+
+    def __init__(self, env_name: str, observation_spaces: Mapping[str, gym.Space]) -> None:
+        self.env_name = env_name
+        self.spaces = {a: _leaf_spaces(s) for a, s in observation_spaces.items()}
+        self.warned: set[str] = set()
+
+    def check(self, obs: dict, infos: dict, rewards: dict | None, *, where: str) -> None:
+        """One env's dicts; `where` says which env and step (for the error)."""
+        for agent, value in obs.items():
+            for key, space in self.spaces.get(agent, {}).items():
+                x = value[key] if key else value
+                self._check_obs(agent, key, np.asarray(x), space, where)
+            state = (infos.get(agent) or {}).get(STATE_KEY)
+            if state is not None and not _finite(state):
+                self._fail(f"a non-finite global state (info['state']) for agent {agent!r}", where)
+        for agent, r in (rewards or {}).items():
+            if not np.isfinite(r):
+                self._fail(f"a non-finite reward {r!r} for agent {agent!r}", where)
+
+    def _check_obs(self, agent: str, key: str, x: np.ndarray, space: gym.spaces.Box, where: str) -> None:
+        label = f"observation{f'[{key!r}]' if key else ''} of agent {agent!r}"
+        if x.shape != space.shape:
+            self._fail(f"an {label} of shape {x.shape}; its space {space} has shape {space.shape}", where)
+        if not _finite(x):
+            self._fail(f"a non-finite {label}: {x}", where)
+        inside = bool(np.all((x >= space.low) & (x <= space.high)))
+        if not inside and agent + key not in self.warned:
+            self.warned.add(agent + key)
+            logger.warning(
+                "Env %s gave an %s outside its space %s (%s); warned once per agent.",
+                *(self.env_name, label, space, where),
+            )
+
+    def _fail(self, what: str, where: str) -> None:
+        raise EnvValueError(
+            f"Env {self.env_name} returned {what} ({where}). Fix the env, or turn this check off with "
+            "`config.environment(check_env_values=False)` once you trust it."
+        )
+
+
+def _leaf_spaces(space: gym.Space) -> dict[str, gym.spaces.Box]:
+    """The Box parts of an observation space: {'': box} or {'obs': box, 'action_mask': box}."""
+    if isinstance(space, gym.spaces.Box):
+        return {"": space}
+    if isinstance(space, gym.spaces.Dict):
+        return {k: s for k, s in space.spaces.items() if isinstance(s, gym.spaces.Box)}
+    return {}
