@@ -23,8 +23,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--env", default="mpe", help="mpe | smax | mamujoco | smac | smacv2 | toy")
     p.add_argument("--task", default="simple_spread_v3")
-    p.add_argument("--stop-iters", type=int, default=None)
-    p.add_argument("--stop-timesteps", type=int, default=None, help="env steps (default 400000)")
+    p.add_argument("--stop-iters", type=int, default=None, help="iterations (a resumed run: its own by default)")
+    p.add_argument(
+        "--stop-timesteps", type=int, default=None, help="env steps (default 400000; a resumed run: its own)"
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--continuous-actions", action="store_true")
     p.add_argument("--num-env-runners", type=int, default=None)
@@ -34,7 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--config", default=None, help="YAML file: overrides of any config field")
     p.add_argument("--storage-path", default="./results", help="a local or shared directory, or a URI (s3://, gs://)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
-    p.add_argument("--checkpoint-every", type=int, default=10, help="iterations per checkpoint (0: at the end only)")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="iterations per checkpoint (default 10; 0: at the end only; a resumed run: its own)",
+    )
     p.add_argument(
         "--resume",
         default=None,
@@ -53,10 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="with --tune: log trials to Weights & Biases (offline without a key); default: if the file has 'wandb:'",
     )
-    args = p.parse_args(argv)
-    if args.stop_iters is None and args.stop_timesteps is None:
-        args.stop_timesteps = 400_000
-    return args
+    return p.parse_args(argv)
 
 
 # Bad input, reported before any Ray worker starts (ImportError: a missing env package or StarCraft II).
@@ -84,11 +88,31 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.tune:
         return tune_main(args)
-    from harl_rllib.run import build_config, default_out_dir, last_checkpoint, load_overrides, train
+    from harl_rllib.run import (
+        build_config,
+        default_out_dir,
+        last_checkpoint,
+        load_overrides,
+        local_path_or_uri,
+        run_settings,
+        train,
+    )
 
     try:
-        if args.resume:  # the run's own config comes from its checkpoint
-            last_checkpoint(Path(args.resume))
+        # Every path resolved here, before Ray starts: relative ones from this directory.
+        resume = Path(local_path_or_uri(args.resume)) if args.resume else None
+        storage_path = local_path_or_uri(args.storage_path)
+        if resume is not None:  # the run's own config comes from its checkpoint
+            if "://" in args.resume:
+                raise ValueError("--resume takes a local run directory (download a mirrored run first)")
+            last_checkpoint(resume)
+        settings = run_settings(
+            stop_iters=args.stop_iters,
+            stop_timesteps=args.stop_timesteps,
+            checkpoint_every=args.checkpoint_every,
+            resume_dir=resume,
+        )
+        if resume is not None:
             config = None
         else:
             config = build_config(
@@ -108,24 +132,29 @@ def main(argv=None) -> int:
 
     ray = start_ray(args.num_cpus)
     try:
-        if args.resume:
+        if resume is not None:
             import harl_rllib  # noqa: F401  (registers the algorithms and envs the checkpoint names)
 
-            out_dir, mirror = Path(args.resume), None
+            out_dir, mirror = resume, settings["mirror"]
         else:
-            out_dir, mirror = default_out_dir(args.storage_path, args.algo, args.env, args.task)
-        print(f"{'resuming' if args.resume else 'writing to'} {out_dir}", flush=True)
+            out_dir, mirror = default_out_dir(storage_path, args.algo, args.env, args.task)
+        stop = {k: v for k in ("stop_iters", "stop_timesteps") if (v := settings[k]) is not None}
+        print(f"{'resuming' if resume else 'writing to'} {out_dir} (stop at {stop})", flush=True)
         if mirror:
             print(f"uploading to {mirror} after every checkpoint", flush=True)
-        last = train(
-            config,
-            stop_iters=args.stop_iters,
-            stop_timesteps=args.stop_timesteps,
-            out_dir=out_dir,
-            checkpoint_every=args.checkpoint_every,
-            resume=bool(args.resume),
-            mirror=mirror,
-        )
+        try:
+            last = train(
+                config,
+                stop_iters=settings["stop_iters"],
+                stop_timesteps=settings["stop_timesteps"],
+                out_dir=out_dir,
+                checkpoint_every=settings["checkpoint_every"],
+                resume=resume is not None,
+                mirror=mirror,
+            )
+        except KeyboardInterrupt:
+            print(f"interrupted; continue from the last checkpoint with: python train.py --resume {out_dir}")
+            return 130
         print(f"done: {last}")
     finally:
         ray.shutdown()
@@ -134,7 +163,7 @@ def main(argv=None) -> int:
 
 def tune_main(args: argparse.Namespace) -> int:
     """--tune FILE: a Ray Tune sweep (harl_rllib.tune_sweep); --config and the resource flags override the file."""
-    from harl_rllib.run import load_overrides
+    from harl_rllib.run import load_overrides, local_path_or_uri
     from harl_rllib.tune_sweep import load_sweep, prepare_sweep, run_sweep
 
     flags = {
@@ -145,6 +174,7 @@ def tune_main(args: argparse.Namespace) -> int:
     }
     try:
         overrides = {**load_overrides(args.config), **{k: v for k, v in flags.items() if v is not None}}
+        storage_path = local_path_or_uri(args.storage_path)  # before Ray starts, from this directory
         spec = load_sweep(args.tune)
         prepare_sweep(spec, overrides=overrides, wandb=args.wandb)  # every check, before Ray starts
     except BAD_INPUT as e:
@@ -152,7 +182,7 @@ def tune_main(args: argparse.Namespace) -> int:
 
     ray = start_ray(args.num_cpus)
     try:
-        results = run_sweep(spec, storage_path=args.storage_path, wandb=args.wandb, overrides=overrides)
+        results = run_sweep(spec, storage_path=storage_path, wandb=args.wandb, overrides=overrides)
     finally:
         ray.shutdown()
     return 1 if results.errors else 0

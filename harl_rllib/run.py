@@ -35,11 +35,19 @@ def config_class(algo: str):
     return getattr(importlib.import_module(module), name)
 
 
+RUN_SETTINGS = "run.json"
+DEFAULT_STOP_TIMESTEPS = 400_000
+DEFAULT_CHECKPOINT_EVERY = 10
+
+
 def load_overrides(path: str | None) -> dict[str, Any]:
     if not path:
         return {}
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of config fields to values")
     return data
@@ -68,6 +76,11 @@ def build_config(
 ):
     """A validated config; every bad input raises here, before Ray starts."""
     check_env(env, task)
+    if continuous_actions and env != "mpe":
+        raise ValueError(
+            f"--continuous-actions is for MPE (whose tasks have both action kinds); {env!r} has "
+            + ("continuous actions already." if env == "mamujoco" else "discrete actions only.")
+        )
     import harl_rllib  # noqa: F401  (registers envs and algorithms)
 
     env_config: dict[str, Any] = {}
@@ -91,16 +104,82 @@ def build_config(
     return config
 
 
-def summarize(result: dict) -> dict[str, Any]:
+def summarize(result: dict, time_offset_s: float = 0.0) -> dict[str, Any]:
+    """One progress row. `time_offset_s`: the run's time before a resume (a restored
+    Algorithm counts its time from zero)."""
     er = result.get("env_runners", {})
     return {
         "iteration": result.get("training_iteration"),
         "env_steps": er.get("num_env_steps_sampled_lifetime"),
         "team_return": er.get("team_episode_return_mean"),
         "episode_return_mean": er.get("episode_return_mean"),
-        "time_s": result.get("time_total_s"),
+        "time_s": time_offset_s + (result.get("time_total_s") or 0.0),
         "iter_time_s": result.get("time_this_iter_s"),
     }
+
+
+def local_path_or_uri(path: str) -> str:
+    """A URI as given; a local path made absolute (from the working directory, ~ expanded).
+    RLlib hands checkpoint paths to pyarrow, which takes only absolute paths and URIs."""
+    return path if is_uri(path) else str(Path(os.path.expanduser(path)).resolve())
+
+
+def run_settings(
+    *,
+    stop_iters: int | None = None,
+    stop_timesteps: int | None = None,
+    checkpoint_every: int | None = None,
+    resume_dir: Path | None = None,
+) -> dict[str, Any]:
+    """The run's stop criterion and checkpoint cadence. A resumed run keeps its own (saved
+    in its run.json); stop flags given now replace its stop criterion, and a cadence given
+    now its cadence. A new run: the flags, by default 400k env steps and every 10 iterations."""
+    saved: dict[str, Any] = {}
+    if resume_dir is not None and (resume_dir / RUN_SETTINGS).is_file():
+        saved = json.loads((resume_dir / RUN_SETTINGS).read_text())
+    for flag, value in (("--stop-iters", stop_iters), ("--stop-timesteps", stop_timesteps)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{flag} must be a positive number; got {value}")
+    if checkpoint_every is not None and checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0 (0: at the end only); got {checkpoint_every}")
+    if stop_iters is None and stop_timesteps is None:
+        if saved:
+            stop_iters, stop_timesteps = saved.get("stop_iters"), saved.get("stop_timesteps")
+        else:
+            stop_timesteps = DEFAULT_STOP_TIMESTEPS
+    if checkpoint_every is None:
+        checkpoint_every = saved.get("checkpoint_every", DEFAULT_CHECKPOINT_EVERY)
+    return {
+        "stop_iters": stop_iters,
+        "stop_timesteps": stop_timesteps,
+        "checkpoint_every": checkpoint_every,
+        "mirror": saved.get("mirror"),
+    }
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def progress_until(out_dir: Path, iteration: int) -> list[dict]:
+    """The run's progress rows up to `iteration` (its checkpoint's). Rows of later iterations,
+    trained and then lost with the process that trained them, are dropped, so that the
+    resumed run writes one row per iteration."""
+    path = out_dir / "progress.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a kill mid-write
+    kept = [r for r in rows if (r.get("iteration") or 0) <= iteration]
+    if kept != rows:
+        write_atomically(path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
+    return kept
 
 
 def save_checkpoint(algo, path: Path) -> None:
@@ -138,8 +217,12 @@ def train(
     """Train until a stop criterion (counted over the whole run, resumed or not); append to
     progress.jsonl, checkpoint every `checkpoint_every` iterations and at the end (and
     upload the run to `mirror`, a URI, after each). With `resume`, continue the run in
-    `out_dir` from its last checkpoint."""
+    `out_dir` from its last checkpoint. The stop criterion, cadence and mirror are kept in
+    the run's run.json (see `run_settings`)."""
+    out_dir = Path(local_path_or_uri(str(out_dir)))
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {"stop_iters": stop_iters, "stop_timesteps": stop_timesteps, "checkpoint_every": checkpoint_every}
+    write_atomically(out_dir / RUN_SETTINGS, json.dumps({**settings, "mirror": mirror}, indent=1))
     if resume:
         from ray.rllib.algorithms.algorithm import Algorithm
 
@@ -147,16 +230,21 @@ def train(
     else:
         algo = config.build_algo()
     checkpoint = out_dir / "checkpoint"
-    last: dict[str, Any] = {}
+    rows = progress_until(out_dir, algo.iteration) if resume else []
+    last: dict[str, Any] = dict(rows[-1]) if rows else {}
+    time_offset = float(last.get("time_s") or 0.0)
     shown: float | None = None
+
+    def done() -> bool:
+        return (stop_iters is not None and algo.iteration >= stop_iters) or (
+            stop_timesteps is not None and (last.get("env_steps") or 0) >= stop_timesteps
+        )
+
     try:
         with open(out_dir / "progress.jsonl", "a") as log:
-            start = time.time()
-            while True:
-                if stop_iters is not None and algo.iteration >= stop_iters:
-                    break
+            while not done():
                 result = algo.train()
-                last = summarize(result)
+                last = summarize(result, time_offset)
                 log.write(json.dumps(last, default=float) + "\n")
                 log.flush()
                 ret = last["team_return"]
@@ -166,12 +254,10 @@ def train(
                     # Short iterations (off-policy) often end no episode: show the latest return.
                     print(
                         f"iter {last['iteration']:4d}  env steps {int(last['env_steps'] or 0):9d}  "
-                        f"team return {shown}  time {time.time() - start:7.1f}s",
+                        f"team return {shown}  time {last['time_s']:7.1f}s",
                         flush=True,
                     )
-                if stop_timesteps is not None and (last["env_steps"] or 0) >= stop_timesteps:
-                    break
-                if checkpoint_every and last["iteration"] % checkpoint_every == 0:
+                if checkpoint_every and last["iteration"] % checkpoint_every == 0 and not done():
                     save_checkpoint(algo, checkpoint)
                     mirror_run(out_dir, mirror)
         save_checkpoint(algo, checkpoint)
@@ -197,7 +283,7 @@ def default_out_dir(storage_path: str, algo: str, env: str, task: str | None) ->
     if is_uri(storage_path):
         staging = Path(os.path.expanduser(os.environ.get("HARL_RLLIB_STAGING", "~/.cache/harl_rllib/runs")))
         return staging / name, f"{storage_path.rstrip('/')}/{name}"
-    return Path(os.path.expanduser(storage_path)) / name, None
+    return Path(local_path_or_uri(storage_path)) / name, None
 
 
 def mirror_run(out_dir: Path, uri: str | None) -> None:

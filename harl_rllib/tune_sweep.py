@@ -139,7 +139,10 @@ _SweepLoader.add_implicit_resolver(
 def load_sweep(path: str | os.PathLike) -> dict[str, Any]:
     """Read a sweep file into a dict (the name defaults to the file's stem); `prepare_sweep` checks it."""
     with open(path) as f:
-        spec = yaml.load(f, Loader=_SweepLoader)
+        try:
+            spec = yaml.load(f, Loader=_SweepLoader)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(spec, dict):
         raise ValueError(f"{path}: a sweep file is a mapping (algo, env, task, config, search, ...)")
     spec.setdefault("name", Path(path).stem)
@@ -537,7 +540,9 @@ def run_sweep(
     from ray import tune
 
     plan = prepare_sweep(spec, overrides=overrides, name=name, wandb=wandb)
-    storage = Path(os.path.expanduser(str(storage_path))).resolve()
+    from harl_rllib.run import local_path_or_uri
+
+    storage = local_path_or_uri(str(storage_path))  # Tune reads URIs (s3://, gs://) itself
     callbacks = []
     env: dict[str, str] = {
         # Long episodes (MaMuJoCo: 1000 steps) finish no episode in the first iterations, so the
@@ -549,7 +554,8 @@ def run_sweep(
     }
     wandb_dir: Path | None = None
     if plan.wandb is not None:
-        callback, mode, wandb_dir = _wandb_callback(plan.wandb, plan.name, storage / plan.name)
+        local = Path(storage) if "://" not in storage else Path("~/.cache/harl_rllib/wandb").expanduser()
+        callback, mode, wandb_dir = _wandb_callback(plan.wandb, plan.name, local / plan.name)
         callbacks.append(callback)
         if mode:
             env["WANDB_MODE"] = mode  # Ray's driver-side key check is skipped offline
@@ -568,7 +574,7 @@ def run_sweep(
         ),
         run_config=tune.RunConfig(
             name=plan.name,
-            storage_path=str(storage),
+            storage_path=storage,
             stop=plan.stop,
             checkpoint_config=tune.CheckpointConfig(
                 checkpoint_frequency=plan.checkpoint["frequency"],

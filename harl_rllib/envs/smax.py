@@ -153,7 +153,8 @@ class SMAXTeamEnv(MultiAgentEnv):
         self.task = config.pop("task", None) or config.pop("map_name", "3m")
         self.state_type = config.pop("state_type", "EP")
         seed = config.pop("seed", None)
-        config.pop("continuous_actions", None)  # train.py's generic flag; SMAX here is discrete
+        if config.pop("continuous_actions", False):
+            raise ValueError("SMAX's actions are discrete; continuous_actions must be False")
         if self.task not in SMAX_TASKS:
             raise ValueError(f"Unknown SMAX task {self.task!r}; known tasks: {', '.join(SMAX_TASKS)}")
         if self.state_type not in ("EP", "FP"):
