@@ -129,3 +129,41 @@ def test_happo_env_runners_on_two_nodes(ray_cluster):
         assert steps[0] >= 200 and steps[1] >= steps[0] + 200
     finally:
         algo.stop()
+
+
+def test_aws_nodes_join_a_group_open_to_ssh_from_one_address_and_to_each_other(tmp_path):
+    """config.yaml names one security group for every node; cluster/security_group.sh creates it
+    with SSH from the user's address only and all traffic between its members. The AWS CLI is
+    a stand-in here (no cloud access): a script that answers the calls and records them."""
+    import os
+    import subprocess
+
+    config = _prepared("config.yaml")
+    assert config["provider"]["security_group"] == {"GroupName": "harl-rllib-nodes"}
+    for node_type in config["available_node_types"].values():
+        assert "SecurityGroupIds" not in node_type["node_config"]  # so each node gets the named group
+    assert not any("dashboard-host" in c for c in config["head_start_ray_commands"])  # dashboard on localhost
+
+    calls = tmp_path / "aws_calls.txt"
+    fake_aws = tmp_path / "bin" / "aws"
+    fake_aws.parent.mkdir()
+    fake_aws.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> {calls}\n'
+        'case "$2" in\n'
+        "  describe-vpcs) echo vpc-123 ;;\n"
+        "  describe-security-groups) echo None ;;\n"
+        "  create-security-group) echo sg-abc ;;\n"
+        "esac\n"
+    )
+    fake_aws.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_aws.parent}:{os.environ['PATH']}", "MY_IP": "203.0.113.7"}
+    out = subprocess.run(["bash", str(CLUSTER_DIR / "security_group.sh")], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    lines = calls.read_text().splitlines()
+    assert any("create-security-group" in x and "--group-name harl-rllib-nodes" in x for x in lines)
+    (ingress,) = [x for x in lines if "authorize-security-group-ingress" in x]
+    assert "--region us-west-2" in ingress and "--group-id sg-abc" in ingress
+    assert "IpProtocol=tcp,FromPort=22,ToPort=22,IpRanges=[{CidrIp=203.0.113.7/32" in ingress
+    assert "IpProtocol=-1,UserIdGroupPairs=[{GroupId=sg-abc" in ingress
+    assert "0.0.0.0/0" not in ingress

@@ -39,9 +39,9 @@ def describe_env(config: Any) -> str:
 
 
 def _finite(x: np.ndarray) -> bool:
-    # One reduction is the cheap test (this runs on every step); an overflowing sum is
-    # settled element by element.
-    return math.isfinite(np.add.reduce(x, axis=None)) or bool(np.isfinite(x).all())
+    # One reduction (in float64: no float32 overflow) is the cheap test, on every step; a
+    # sum that overflows anyway is settled element by element.
+    return math.isfinite(np.add.reduce(x, axis=None, dtype=np.float64)) or bool(np.isfinite(x).all())
 
 
 class TeamValueChecker:
