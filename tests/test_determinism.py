@@ -32,9 +32,12 @@ for name, cls, extra in (("happo", HAPPOConfig, {}), ("happo_shared", HAPPOConfi
     if name.startswith("happo"):
         config = config.training(num_epochs=1, critic_epoch=1)
     algo = config.build_algo()
-    episodes = algo.env_runner.sample(num_timesteps=20, random_actions=False)
-    actions = {aid: np.asarray(sa.get_actions()).round(5).tolist()
-               for ep in episodes for aid, sa in sorted(ep.agent_episodes.items())}
+    samples = algo.env_runner.sample(num_timesteps=20, random_actions=False)
+    if hasattr(samples[0], "actions"):  # team rollouts (HAPPO) or episodes (HATD3)
+        actions = {aid: s.actions[aid].round(5).tolist() for s in samples for aid in sorted(s.actions)}
+    else:
+        actions = {aid: np.asarray(sa.get_actions()).round(5).tolist()
+                   for ep in samples for aid, sa in sorted(ep.agent_episodes.items())}
     ret = algo.train()["env_runners"].get("team_episode_return_mean")
     out[name] = {"actions": actions, "return": None if ret is None or ret != ret else round(float(ret), 5)}
     algo.stop()

@@ -79,7 +79,7 @@ def test_rows_are_aligned(recording_algo):
     algo = recording_algo
     learner = algo.learner_group._learner
     episodes = algo.env_runner.sample(num_timesteps=120, random_actions=False)
-    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})
+    batch = learner.build_team_batch(episodes)
     agents = ["agent_0", "agent_1", "agent_2"]
     for a in agents[1:]:
         np.testing.assert_array_equal(batch[a][EPS_INDEX], batch[agents[0]][EPS_INDEX])

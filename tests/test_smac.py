@@ -384,10 +384,11 @@ def test_starcraft2_missing(monkeypatch, tmp_path):
     assert len(SMACv2TeamEnv({"task": "protoss_5_vs_5"}).possible_agents) == 5
 
 
-def test_rllib_happo_never_takes_an_unavailable_action(ray_session):
+@pytest.mark.parametrize("sampling", ["team", "episodes"])
+def test_rllib_happo_never_takes_an_unavailable_action(ray_session, sampling):
     """One HAPPO iteration on 3m: no action RLlib sends is unavailable (the adapter would
     replace and count it, the stand-in would assert as SMAC does and count it); the win rate
-    reaches RLlib's env-runner metrics."""
+    reaches RLlib's env-runner metrics. On both sampling paths."""
     from harl_rllib import HAPPOConfig
 
     StarCraft2EnvStandIn.unavailable_actions_taken = 0
@@ -395,7 +396,7 @@ def test_rllib_happo_never_takes_an_unavailable_action(ray_session):
     config = (
         HAPPOConfig()
         .environment(SMACTeamEnv, env_config={"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn})
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1, sampling=sampling)
         .training(train_batch_size_per_learner=200, num_epochs=1, critic_epoch=1)
         .debugging(seed=0)
     )
@@ -406,7 +407,16 @@ def test_rllib_happo_never_takes_an_unavailable_action(ray_session):
         result = algo.train()
         assert "battle_won" in result["env_runners"]
         assert 0.0 <= result["env_runners"]["battle_won"] <= 1.0
+        assert result["sampling"] == sampling
         episodes = algo.env_runner.sample(num_timesteps=100, random_actions=False)
+        if sampling == "team":
+            (rollout,) = episodes
+            for aid in rollout.agents:
+                masks, actions = rollout.obs[aid]["action_mask"], rollout.actions[aid].astype(np.int64)
+                assert np.all(np.take_along_axis(masks, actions[..., None], -1) == 1), f"{aid} took a masked action"
+            assert env.replaced_actions == 0
+            assert sum(int((rollout.alive[a] == 0).sum()) for a in rollout.agents) > 0  # deaths are masked
+            return
         for ep in episodes:
             for aid, sa in ep.agent_episodes.items():
                 obs = sa.get_observations()  # a dict of arrays once numpy'd, else a list of dicts

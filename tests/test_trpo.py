@@ -91,7 +91,7 @@ def hatrpo_learner_and_data(ray_session):
     algo = config.build_algo()
     learner = algo.learner_group._learner
     episodes = algo.env_runner.sample(num_timesteps=200, random_actions=False)
-    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})
+    batch = learner.build_team_batch(episodes)
     data = {k: torch.as_tensor(v) for k, v in batch["agent_0"].items()}
     adv = torch.as_tensor(np.random.default_rng(0).normal(size=len(data[ALIVE])), dtype=torch.float32)
     factor = torch.as_tensor(np.random.default_rng(1).uniform(0.5, 1.5, size=len(adv)), dtype=torch.float32)

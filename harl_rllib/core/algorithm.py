@@ -39,6 +39,12 @@ class NonFiniteCheckpointError(FloatingPointError):
 class HAAlgorithm(Algorithm):
     """Base of HAPPO / HATRPO / HAA2C / MAPPO: on-policy, one centralized critic."""
 
+    def step(self) -> dict:
+        """RLlib's iteration; its result also says how the env runners sampled."""
+        result = super().step()
+        result["sampling"] = self.config.sampling_path()
+        return result
+
     def save_to_path(self, path: str | Path | None = None, **kwargs) -> str:
         """RLlib's `save_to_path` with two guards: a relative local path is taken from the
         working directory (pyarrow, which RLlib hands it to, accepts only absolute paths and

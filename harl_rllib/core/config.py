@@ -97,10 +97,14 @@ class TeamConfig(AlgorithmConfig):
         self.check_env_values = True
         # A non-finite loss or gradient is never applied; this many in a row stop training.
         self.max_consecutive_nonfinite_updates = 5
-        # Uses an env's own batched vector env when it has one (SMAX); RLlib's otherwise.
-        from harl_rllib.core.env_runner import HAEnvRunner
+        # "auto": team rollouts (dense arrays, harl_rllib/sampling) where the config allows them,
+        # RLlib's episodes elsewhere; "team" or "episodes" to choose (see `sampling_path`).
+        self.sampling = "auto"
+        # Samples team rollouts, or RLlib's episodes (with an env's own batched vector env
+        # when it has one: SMAX).
+        from harl_rllib.sampling.team_env_runner import TeamEnvRunner
 
-        self.env_runner_cls = HAEnvRunner
+        self.env_runner_cls = TeamEnvRunner
         self.policy_mapping_fn = functools.partial(_agent_to_module, share_param=False)
         self.add_default_connectors_to_learner_pipeline = False
         # Team-stats callback (episode team return, env episode stats).
@@ -121,6 +125,24 @@ class TeamConfig(AlgorithmConfig):
         super().environment(env, **kwargs)
         self._set_provided(check_env_values=check_env_values)
         return self
+
+    def env_runners(self, *, sampling=NotProvided, **kwargs) -> Self:
+        """RLlib's `env_runners()`, plus `sampling`: "auto" (default: team rollouts where the
+        config allows them, see `sampling_path`), "team" or "episodes" (RLlib's episodes)."""
+        super().env_runners(**kwargs)
+        self._set_provided(sampling=sampling)
+        return self
+
+    def sampling_path(self) -> str:
+        """How env runners sample: "team" (dense team rollouts, harl_rllib/sampling) or
+        "episodes" (RLlib's MultiAgentEpisodes)."""
+        if self.sampling != "auto":
+            return self.sampling
+        return "episodes" if self.team_path_blocker() else "team"
+
+    def team_path_blocker(self) -> str | None:
+        """Why this config cannot sample team rollouts (None: it can)."""
+        return "the off-policy family samples episodes for now"
 
     def fault_tolerance(
         self,
@@ -228,6 +250,10 @@ class TeamConfig(AlgorithmConfig):
             self._value_error(f"`gamma` must be in [0, 1]; got {self.gamma}")
         if self.state_type not in ("EP", "FP"):
             self._value_error(f"`state_type` must be 'EP' or 'FP'; got {self.state_type!r}")
+        if self.sampling not in ("auto", "team", "episodes"):
+            self._value_error(f"`sampling` must be 'auto', 'team' or 'episodes'; got {self.sampling!r}")
+        if self.sampling == "team" and (why := self.team_path_blocker()):
+            self._value_error(f"sampling='team' is not available for this config: {why}. Use 'auto' or 'episodes'.")
         for name, least in (("max_env_failures_per_sample", 0), ("max_consecutive_nonfinite_updates", 1)):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < least:
@@ -388,6 +414,17 @@ class HAConfig(TeamConfig):
         if actor_model is not NotProvided:
             self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
         return self
+
+    def team_path_blocker(self) -> str | None:
+        from harl_rllib.core.env_runner import vector_env_factory
+
+        if self.use_recurrent_policy:
+            return "recurrent policies sample episodes for now"
+        if (self.num_learners or 0) > 1:
+            return "several learners take episodes for now"
+        if vector_env_factory(self.env) is not None:
+            return f"{self.env!r} steps its own batched vector env (SMAX), on the episode path for now"
+        return None
 
     def recurrent_model_config(self) -> dict[str, Any]:
         """The recurrent settings as every module's model_config carries them."""

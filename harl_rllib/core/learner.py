@@ -46,6 +46,7 @@ from harl_rllib.core.advantages import standardize_masked
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
 from harl_rllib.core.losses import masked_mean, value_loss
 from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
+from harl_rllib.sampling.rollout import TeamRollout, rollout_team_batch
 
 FACTOR_MEAN = "factor_mean"
 NONFINITE_SKIPPED = "num_nonfinite_updates_skipped"
@@ -262,14 +263,7 @@ class HATorchLearner(TeamTorchLearner):
             raise ValueError("HA learners train from episodes (the team batch needs whole trajectories).")
         self._weights_seq_no += 1
 
-        np_batch = self._learner_connector(
-            rl_module=self.module,
-            batch={},
-            episodes=episodes,
-            shared_data={},
-            metrics=self.metrics,
-        )
-        team = tree.map_structure(lambda x: torch.as_tensor(x, device=self._device), np_batch)
+        team = tree.map_structure(lambda x: torch.as_tensor(x, device=self._device), self.build_team_batch(episodes))
         agents = list(self.config.get_team_spec().agents)
         order = list(agent_order) if agent_order is not None else agents
         if sorted(order) != sorted(agents):
@@ -281,6 +275,23 @@ class HATorchLearner(TeamTorchLearner):
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()
+
+    def build_team_batch(self, samples: list) -> dict:
+        """The team batch (numpy) of the env runners' samples: team rollouts (sampling/rollout.py)
+        or RLlib's episodes (the team batch builder, core/team_batch.py)."""
+        if samples and isinstance(samples[0], TeamRollout):
+            return rollout_team_batch(
+                samples,
+                self.module[CRITIC_MODULE_ID].unwrapped(),
+                agents=self.config.get_team_spec().agents,
+                gamma=self.config.gamma,
+                lambda_=self.config.lambda_,
+                state_type=self.config.state_type,
+                device=self._device,
+            )
+        return self._learner_connector(
+            rl_module=self.module, batch={}, episodes=samples, shared_data={}, metrics=self.metrics
+        )
 
     def advantages_for(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
         """Standardized advantages per agent, as HARL: per agent over its alive rows (EP),

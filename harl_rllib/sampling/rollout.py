@@ -1,0 +1,147 @@
+"""A team rollout: T steps of B team envs as dense arrays, and the team batch built from it.
+
+Every env that follows the team contract (envs/contract.py: every agent acts at every step)
+gives dense data, so one env runner's `sample()` is a handful of (T, B, ...) arrays instead of
+B × n per-agent episodes with per-step Python objects. The learner turns rollouts into the same
+team batch the episode path builds (core/team_batch.py): one critic pass, GAE over (T, B) with
+termination and truncation kept apart, every agent's rows the same env steps.
+
+Rows of the team batch are env-major (env b's T steps, then env b+1's), as the episode path
+lays out its chunks one after the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+
+from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, ENV_T, EPS_INDEX, VALUE_TARGETS
+
+
+@dataclass
+class TeamRollout:
+    """One env runner's sample: T steps of B envs.
+
+    obs[agent]: (T, B, *shape), or {"obs": ..., "action_mask": ...} of such arrays;
+    actions[agent]: (T, B, *action_shape); logp[agent], alive[agent]: (T, B);
+    rewards: (T, B, n) in team order; terminated, truncated: (T, B) (an env never reports
+    both); state: (T, B, k, S), the global state at each step (k = 1 EP, n FP);
+    next_state: (T, B, k, S), the state after each step in the same episode (the final
+    state where the episode ended, the bootstrap state at the rollout's last step).
+    """
+
+    agents: tuple[str, ...]
+    obs: dict[str, Any]
+    actions: dict[str, np.ndarray]
+    logp: dict[str, np.ndarray]
+    alive: dict[str, np.ndarray]
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    state: np.ndarray
+    next_state: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(T, B)."""
+        return self.terminated.shape
+
+    def __len__(self) -> int:
+        """Env steps (T · B), as RLlib counts an episode's length."""
+        T, B = self.shape
+        return T * B
+
+    def env_steps(self) -> int:
+        return len(self)
+
+
+def vectorized_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    lambda_: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """GAE(γ, λ) over (T, B, k) arrays: δ_t = r_t + γ·(1 − term_t)·V(s'_t) − V(s_t), and the
+    sum stops where an episode ended (terminated or truncated) and at the rollout's end. A
+    truncated step bootstraps from its final state's value, as `compute_gae` does per chunk.
+    Returns (advantages, value targets), float32."""
+    r, v, v_next = (np.asarray(x, np.float64) for x in (rewards, values, next_values))
+    term = terminated[..., None].astype(np.float64)
+    cont = 1.0 - (terminated | truncated)[..., None].astype(np.float64)
+    deltas = r + gamma * (1.0 - term) * v_next - v
+    adv = np.empty_like(deltas)
+    gae = np.zeros_like(deltas[0])
+    for t in range(len(deltas) - 1, -1, -1):
+        gae = deltas[t] + gamma * lambda_ * cont[t] * gae
+        adv[t] = gae
+    return adv.astype(np.float32), (adv + v).astype(np.float32)
+
+
+def _env_major(x: np.ndarray) -> np.ndarray:
+    """(T, B, ...) → (B · T, ...), env b's steps in order, then env b + 1's."""
+    return np.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:])
+
+
+def rollout_team_batch(
+    rollouts: Sequence[TeamRollout],
+    critic: Any,
+    *,
+    agents: Sequence[str],
+    gamma: float,
+    lambda_: float,
+    state_type: str,
+    device: Any = "cpu",
+) -> dict[str, dict[str, np.ndarray]]:
+    """The team batch of `core/team_batch.py`'s layout from rollouts (see module doc)."""
+    agents = list(agents)
+    states = [np.concatenate([r.state, r.next_state]) for r in rollouts]  # (2T, B, k, S) each
+    flat = np.concatenate([s.reshape(-1, s.shape[-1]) for s in states])
+    with torch.no_grad():
+        raw = critic.values(torch.as_tensor(flat, dtype=torch.float32, device=device))
+        denorm = critic.denormalize(raw).cpu().numpy()
+    raw = raw.cpu().numpy()
+
+    out: dict[str, list] = {a: [] for a in agents}
+    crit: dict[str, list] = {STATE: [], VALUE_TARGETS: [], VALUES: []}
+    offset, env_offset = 0, 0
+    for rollout, s in zip(rollouts, states, strict=True):
+        T, B = rollout.shape
+        k = s.shape[2]
+        n = s.shape[0] * B * k
+        v_all, raw_all = denorm[offset : offset + n].reshape(2 * T, B, k), raw[offset : offset + n]
+        offset += n
+        rewards = rollout.rewards.mean(axis=2, keepdims=True) if state_type == "EP" else rollout.rewards
+        adv, targets = vectorized_gae(
+            rewards, v_all[:T], v_all[T:], rollout.terminated, rollout.truncated, gamma, lambda_
+        )
+        env_index = np.repeat(np.arange(env_offset, env_offset + B, dtype=np.int64), T)
+        env_t = np.tile(np.arange(T, dtype=np.int64), B)
+        env_offset += B
+        for i, a in enumerate(agents):
+            out[a].append(
+                {
+                    Columns.OBS: tree.map_structure(_env_major, rollout.obs[a]),
+                    Columns.ACTIONS: _env_major(rollout.actions[a]),
+                    Columns.ACTION_LOGP: _env_major(rollout.logp[a]),
+                    ALIVE: _env_major(rollout.alive[a]),
+                    ADVANTAGES: _env_major(adv[..., 0] if k == 1 else adv[..., i]),
+                    EPS_INDEX: env_index,
+                    ENV_T: env_t,
+                }
+            )
+        crit[STATE].append(_env_major(rollout.state).reshape(-1, s.shape[-1]))
+        crit[VALUE_TARGETS].append(_env_major(targets).reshape(-1))
+        crit[VALUES].append(_env_major(raw_all.reshape(2 * T, B, k)[:T]).reshape(-1))
+    result = {a: tree.map_structure(lambda *xs: np.concatenate(xs), *rows) for a, rows in out.items()}
+    result[CRITIC_MODULE_ID] = {key: np.concatenate(val).astype(np.float32) for key, val in crit.items()}
+    return result

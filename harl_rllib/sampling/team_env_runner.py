@@ -1,0 +1,309 @@
+"""`TeamEnvRunner`: samples team envs into dense arrays (a `TeamRollout`).
+
+RLlib's multi-agent runner keeps a `MultiAgentEpisode` per env, runs its env-to-module and
+module-to-env connector pipelines and logs metrics at every step, and the learner then walks
+the same episodes again per agent and step; on MPE that is two thirds of an iteration. A team
+env (every agent acts at every step, envs/contract.py) needs none of it: per step, each actor
+module runs once over all B envs (agents that share a module together), actions are sampled
+in torch, and observations, actions, log-probabilities, rewards, ends, alive flags and global
+states go into preallocated (T, B, ...) arrays. Episode metrics are logged once per finished
+episode, under RLlib's and our usual names.
+
+The runner is an `HAEnvRunner`: env creation (the same B sub-envs), weight sync, the
+checkpointed RNGs, the env-boundary checks and the bounded restart of failing envs are the
+same on both paths. Configs whose `sampling_path()` is "episodes" use RLlib's loop unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import tree
+from ray.rllib.core.columns import Columns
+from ray.rllib.env.env_runner import NUM_ENV_STEP_FAILURES_LIFETIME
+from ray.rllib.utils.metrics import (
+    ENV_STEP_TIMER,
+    NUM_AGENT_STEPS_SAMPLED,
+    NUM_AGENT_STEPS_SAMPLED_LIFETIME,
+    NUM_ENV_STEPS_SAMPLED,
+    NUM_ENV_STEPS_SAMPLED_LIFETIME,
+    NUM_EPISODES,
+    NUM_EPISODES_LIFETIME,
+    NUM_MODULE_STEPS_SAMPLED,
+    NUM_MODULE_STEPS_SAMPLED_LIFETIME,
+)
+from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
+
+from harl_rllib.core.callbacks import TEAM_RETURN
+from harl_rllib.core.env_checks import EnvValueError, TeamValueChecker, describe_env
+from harl_rllib.core.env_runner import HAEnvRunner
+from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY
+from harl_rllib.sampling.rollout import TeamRollout
+
+
+class _EnvFailed(Exception):
+    """A sub-env raised; the rollout restarts (as RLlib's loop does)."""
+
+
+class TeamEnvRunner(HAEnvRunner):
+    """See module doc. `sample()` returns `[TeamRollout]` on the team path."""
+
+    _team: dict[str, Any] | None = None  # per-env carry between sample() calls
+
+    def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
+        if self.config.sampling_path() != "team" or num_timesteps is None or random_actions:
+            self._team = None  # RLlib's loop steps the vector env: ours starts afresh after it
+            return super()._sample(
+                num_timesteps=num_timesteps,
+                num_episodes=num_episodes,
+                explore=explore,
+                random_actions=random_actions,
+                force_reset=force_reset,
+            )
+        T = max(1, math.ceil(num_timesteps / self.num_envs))
+        while True:
+            if force_reset or self._needs_initial_reset or self._team is None:
+                self._team_reset()
+                force_reset = False
+            try:
+                return [self._team_rollout(T, explore)]
+            except _EnvFailed:
+                self.make_env()  # RLlib's recovery: rebuild the envs, reset (seeded) and sample again
+
+    # ---- set-up -------------------------------------------------------------------------
+
+    def _team_layout(self) -> dict[str, Any]:
+        """What does not change between rollouts: agents, modules, spaces, the state's form."""
+        spec = self.config.get_team_spec()
+        agents = list(spec.agents)
+        by_module: dict[str, list[str]] = {}
+        for a in agents:
+            by_module.setdefault(self.config.module_for(a), []).append(a)
+        env = self.env.envs[0].unwrapped
+        spaces = {a: env.get_observation_space(a) for a in agents}
+        if self._checker is None:
+            self._checker = TeamValueChecker(describe_env(self.config), spaces)
+        return {
+            "agents": agents,
+            "index": {a: i for i, a in enumerate(agents)},
+            "by_module": by_module,
+            "obs_spaces": spaces,
+            "action_spaces": {a: env.get_action_space(a) for a in agents},
+            "has_state": spec.has_state,
+            "fp": self.config.state_type == "FP",
+        }
+
+    def _team_reset(self) -> None:
+        """Reset every sub-env (seeded on the first reset, as RLlib's runner) and the carry."""
+        obs, infos = self._try_env_reset(seed=self._seed if self._needs_initial_reset else None)
+        self._needs_initial_reset = False
+        B = self.num_envs
+        layout = self._team_layout()
+        self._team = {
+            **layout,
+            "obs": list(obs),
+            "infos": list(infos),
+            "returns": np.zeros((B, len(layout["agents"]))),
+            "lengths": np.zeros(B, np.int64),
+            "started": [time.time()] * B,
+            "ended": [False] * B,
+        }
+
+    # ---- the loop -----------------------------------------------------------------------
+
+    def _team_rollout(self, T: int, explore: bool) -> TeamRollout:
+        c = self._team
+        agents, B = c["agents"], self.num_envs
+        n = len(agents)
+        first = c["obs"][0]
+        obs = {a: tree.map_structure(lambda x: np.empty((T, B, *np.shape(x)), np.float32), first[a]) for a in agents}
+        dict_obs = {a: isinstance(obs[a], dict) for a in agents}
+        state0 = self._state_of(first, c["infos"][0])
+        state = np.empty((T, B, *state0.shape), np.float32)
+        next_state = np.empty_like(state)
+        alive = {a: np.empty((T, B), np.float32) for a in agents}
+        rewards = np.zeros((T, B, n), np.float32)
+        terminated = np.zeros((T, B), bool)
+        truncated = np.zeros((T, B), bool)
+        actions: dict[str, np.ndarray] = {}
+        logp = {a: np.empty((T, B), np.float32) for a in agents}
+        for t in range(T):
+            for b in range(B):
+                if c["ended"][b]:
+                    self._reset_ended(b)
+                o, info = c["obs"][b], c["infos"][b]
+                for a in agents:
+                    if a not in o:
+                        raise EnvValueError(self._contract_error(a))
+                    if dict_obs[a]:
+                        for key, dst in obs[a].items():
+                            dst[t, b] = o[a][key]
+                    else:
+                        obs[a][t, b] = o[a]
+                    alive[a][t, b] = float((info.get(a) or {}).get(ALIVE_KEY, True))
+                state[t, b] = self._state_of(o, info)
+            env_actions = self._compute_actions(obs, t, explore, actions, logp, T)
+            for b in range(B):
+                self._team_step(b, t, env_actions[b], rewards, terminated, truncated, next_state)
+        self._log_steps(T * B)
+        return TeamRollout(
+            agents=tuple(agents),
+            obs=obs,
+            actions=actions,
+            logp=logp,
+            alive=alive,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            state=state,
+            next_state=next_state,
+        )
+
+    def _compute_actions(self, obs: dict, t: int, explore: bool, actions: dict, logp: dict, T: int) -> list[dict]:
+        """One forward per actor module over all B envs (its agents stacked); actions sampled
+        in torch (the mode when not exploring), written into `actions`/`logp` at step t."""
+        c, B = self._team, self.num_envs
+        for mid, members in c["by_module"].items():
+            module = self.module[mid]
+            x = tree.map_structure(
+                lambda *xs: torch.from_numpy(np.concatenate(xs)),
+                *[tree.map_structure(lambda arr: arr[t], obs[a]) for a in members],
+            )
+            with torch.no_grad():
+                if explore:
+                    out = module.forward_exploration({Columns.OBS: x})
+                    dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                    sampled = dist.sample()
+                    sampled_logp = dist.logp(sampled)
+                else:
+                    out = module.forward_inference({Columns.OBS: x})
+                    dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                    sampled = dist.to_deterministic().sample()
+                    sampled_logp = torch.zeros(sampled.shape[0])
+            sampled, sampled_logp = sampled.numpy(), sampled_logp.numpy()
+            for j, a in enumerate(members):
+                rows = slice(j * B, (j + 1) * B)
+                if a not in actions:
+                    actions[a] = np.empty((T, *sampled[rows].shape), sampled.dtype)
+                actions[a][t] = sampled[rows]
+                logp[a][t] = sampled_logp[rows]
+        to_env = {a: self._for_env(a, actions[a][t]) for a in c["agents"]}
+        return [{a: to_env[a][b] for a in c["agents"]} for b in range(B)]
+
+    def _for_env(self, agent: str, action: np.ndarray) -> np.ndarray:
+        """RLlib's NormalizeAndClipActions for Box actions: [-1, 1] → the space's bounds."""
+        space = self._team["action_spaces"][agent]
+        if space.shape and np.issubdtype(space.dtype, np.floating):
+            if self.config.normalize_actions:
+                return unsquash_action(action, space)
+            if self.config.clip_actions:
+                return clip_action(action, space)
+        return action
+
+    def _team_step(self, b: int, t: int, action: dict, rewards, terminated, truncated, next_state) -> None:
+        """Step env b, record the step, and at an episode's end log it and reset the env."""
+        c = self._team
+        env = self.env.envs[b]
+        try:
+            with self.metrics.log_time(ENV_STEP_TIMER):
+                o, r, term, trunc, info = env.step(action)
+        except Exception as e:
+            self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
+            self._env_failed(e, "step")
+            raise _EnvFailed from e
+        length = int(c["lengths"][b]) + 1
+        if self.config.check_env_values:
+            self._checker.check(
+                o, info, r, where=f"env runner {self.worker_index}, env {b}, step {length} of its episode"
+            )
+        for a, value in r.items():
+            rewards[t, b, c["index"][a]] = value
+        ended_by_term, ended_by_trunc = bool(term.get("__all__")), bool(trunc.get("__all__"))
+        terminated[t, b] = ended_by_term and not ended_by_trunc
+        truncated[t, b] = ended_by_trunc
+        next_state[t, b] = self._state_of(o, info)
+        c["returns"][b] += rewards[t, b]
+        c["lengths"][b] = length
+        if ended_by_term or ended_by_trunc:
+            self._log_episode(b, info)
+            c["ended"][b] = True  # reset before its next step (as RLlib's vector env), not now
+        c["obs"][b], c["infos"][b] = o, info
+
+    def _reset_ended(self, b: int) -> None:
+        """Reset env b, whose episode ended at its last step. Lazily, at its next step: an env
+        whose episode ends a rollout is checkpointed before its reset draws the next start, so a
+        resumed run draws the same start (exact resume, as on the episode path)."""
+        c = self._team
+        try:
+            o, info = self.env.envs[b].reset()
+        except Exception as e:
+            self._env_failed(e, "reset")
+            raise _EnvFailed from e
+        if self.config.check_env_values:
+            self._checker.check(o, info, None, where=f"env runner {self.worker_index}, env {b}, reset")
+        c["obs"][b], c["infos"][b], c["ended"][b] = o, info, False
+
+    def _state_of(self, obs: dict, info: dict) -> np.ndarray:
+        """(k, S): info['state'] of the first agent (EP) or of each agent (FP), or without an
+        env state all agents' flat observations (as the episode path's `team_states`)."""
+        c = self._team
+        agents = c["agents"]
+        if c["has_state"]:
+            if c["fp"]:
+                return np.stack([np.asarray(info[a][STATE_KEY], np.float32) for a in agents])
+            return np.asarray(info[agents[0]][STATE_KEY], np.float32)[None]
+        parts = [
+            np.asarray(o["obs"] if isinstance(o, dict) else o, np.float32).ravel() for o in (obs[a] for a in agents)
+        ]
+        return np.concatenate(parts)[None]
+
+    def _contract_error(self, agent: str) -> str:
+        return (
+            f"Env {describe_env(self.config)} gave no observation for agent {agent!r}: the team path needs every "
+            "agent in every step (envs/contract.py). Keep dead agents in the dicts with info['alive']=False, or "
+            "sample episodes instead: config.env_runners(sampling='episodes')."
+        )
+
+    # ---- metrics ------------------------------------------------------------------------
+
+    def _log_steps(self, steps: int) -> None:
+        c = self._team
+        self.metrics.log_value(NUM_ENV_STEPS_SAMPLED, steps, reduce="sum")
+        self.metrics.log_value(NUM_ENV_STEPS_SAMPLED_LIFETIME, steps, reduce="lifetime_sum", with_throughput=True)
+        for mid, members in c["by_module"].items():
+            self.metrics.log_value((NUM_MODULE_STEPS_SAMPLED, mid), steps * len(members), reduce="sum")
+            self.metrics.log_value(
+                (NUM_MODULE_STEPS_SAMPLED_LIFETIME, mid), steps * len(members), reduce="lifetime_sum"
+            )
+            for a in members:
+                self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED, a), steps, reduce="sum")
+                self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED_LIFETIME, a), steps, reduce="lifetime_sum")
+
+    def _log_episode(self, b: int, info: dict) -> None:
+        """One finished episode: RLlib's episode metrics, the team return and the env's stats
+        (as TeamMetricsCallback logs them on the episode path)."""
+        c = self._team
+        returns, length = c["returns"][b], int(c["lengths"][b])
+        agent_returns = {a: float(returns[i]) for i, a in enumerate(c["agents"])}
+        module_returns = {mid: sum(agent_returns[a] for a in members) for mid, members in c["by_module"].items()}
+        self._log_episode_metrics(
+            length,
+            float(returns.sum()),
+            time.time() - c["started"][b],
+            agent_returns,
+            module_returns,
+            dict.fromkeys(c["agents"], length),
+        )
+        self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
+        self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
+        self.metrics.log_value(TEAM_RETURN, float(returns.mean()), reduce="mean", window=100)
+        stats = (info.get(c["agents"][0]) or {}).get(EPISODE_STATS_KEY)
+        for key, value in (stats or {}).items():
+            self.metrics.log_value(key, float(value), reduce="mean", window=100)
+        c["returns"][b] = 0.0
+        c["lengths"][b] = 0
+        c["started"][b] = time.time()

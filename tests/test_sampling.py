@@ -1,0 +1,195 @@
+"""Team rollouts (harl_rllib/sampling) against RLlib's episode path.
+
+Why: the team path replaces RLlib's per-agent episodes with dense arrays and a vectorized
+GAE; it must give the learner the same team batch. With the same seed both paths draw the
+same actions (one forward per module over all envs, modules in sorted order) when every
+env's episodes end together, so each case below samples the same transitions on both paths
+and compares the two team batches row for row (rows sorted by their observation; the two
+paths order rows differently).
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from ray.rllib.core.columns import Columns
+
+from harl_rllib import HAPPOConfig
+from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
+from harl_rllib.envs.toy import DistinctActionsEnv
+from harl_rllib.sampling import TeamRollout
+from harl_rllib.sampling.rollout import vectorized_gae
+
+from conftest import small_config
+
+
+class NoStateEnv(DistinctActionsEnv):
+    """A user's contract-following env with no global state and no masks."""
+
+    def __init__(self, config=None):
+        super().__init__(config)
+        del self.state_space
+
+    def _obs(self):
+        obs, _ = super()._obs()
+        return obs, {a: {} for a in self.possible_agents}
+
+
+class SkipsAnAgentEnv(DistinctActionsEnv):
+    """Breaks the contract: agent_1 has no observation from the second step on."""
+
+    def step(self, action_dict):
+        obs, rewards, terms, truncs, infos = super().step(action_dict)
+        return {a: o for a, o in obs.items() if a != "agent_1"}, rewards, terms, truncs, infos
+
+
+def _rows(columns: list[np.ndarray]) -> np.ndarray:
+    """Rows of the given columns, sorted lexicographically (a canonical order)."""
+    table = np.concatenate([np.asarray(c, np.float64).reshape(len(c), -1) for c in columns], axis=1)
+    return table[np.lexsort(table.T[::-1])]
+
+
+def _canonical(batch: dict, agents: list[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for a in agents:
+        rows = batch[a]
+        obs = rows[Columns.OBS]
+        obs = [obs["obs"], obs["action_mask"]] if isinstance(obs, dict) else [obs]
+        cols = [*obs, rows[Columns.ACTIONS], rows[Columns.ACTION_LOGP], rows[ALIVE], rows[ADVANTAGES]]
+        out[a] = _rows(cols)
+    crit = batch[CRITIC_MODULE_ID]
+    out[CRITIC_MODULE_ID] = _rows([crit[STATE], crit[VALUE_TARGETS], crit[VALUES]])
+    return out
+
+
+def _sample_both(make_config, num_timesteps: int):
+    batches, kinds = {}, {}
+    for sampling in ("team", "episodes"):
+        algo = make_config().env_runners(sampling=sampling).build_algo()
+        try:
+            samples = algo.env_runner.sample(num_timesteps=num_timesteps, random_actions=False)
+            kinds[sampling] = type(samples[0])
+            batches[sampling] = algo.learner_group._learner.build_team_batch(samples)
+            agents = list(algo.config.get_team_spec().agents)
+        finally:
+            algo.stop()
+    assert kinds["team"] is TeamRollout and kinds["episodes"] is not TeamRollout
+    return batches, agents
+
+
+def _mpe():
+    return small_config(batch=120).env_runners(num_envs_per_env_runner=2)
+
+
+def _toy():
+    return small_config(batch=120).environment("harl_toy", env_config={"task": "distinct_actions"})
+
+
+def _no_state():
+    config = small_config(batch=60).environment(NoStateEnv)
+    config.env_config = {}  # environment() merges env_config dicts: drop MPE's task
+    return config
+
+
+def _smac_fp():
+    from standins.starcraft2_standin import StarCraft2EnvStandIn
+
+    from harl_rllib.envs.smac import SMACTeamEnv
+
+    env_config = {"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, "state_type": "FP"}
+    # RLlib's env check steps the game once with unseeded random actions: skip it, so that both
+    # paths play the same battles.
+    config = small_config(batch=150).environment(SMACTeamEnv, disable_env_checking=True).training(state_type="FP")
+    config.env_config = env_config
+    return config
+
+
+@pytest.mark.parametrize(
+    "make_config, num_timesteps",
+    [
+        # 2 envs x 60 steps: two 25-step MPE episodes each (truncated: bootstrap) and a cut one.
+        (_mpe, 120),
+        # 5-step toy episodes end terminated (no bootstrap); 120 steps cut none.
+        (_toy, 121),
+        # No env state: the critic sees all agents' observations, concatenated.
+        (_no_state, 58),
+        # SMAC stand-in: FP states (one per agent), action masks, deaths, wins/losses.
+        (_smac_fp, 150),
+    ],
+    ids=["mpe_truncated_and_cut", "toy_terminated", "no_state", "smac_standin_fp_masks_deaths"],
+)
+def test_team_rollout_gives_the_episode_paths_team_batch(ray_session, make_config, num_timesteps):
+    batches, agents = _sample_both(make_config, num_timesteps)
+    team, episodes = (_canonical(batches[k], agents) for k in ("team", "episodes"))
+    for key in team:
+        assert team[key].shape == episodes[key].shape, key
+        np.testing.assert_allclose(team[key], episodes[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
+def test_vectorized_gae_against_a_naive_walk():
+    """Fixed numbers: one env truncated at t=1 (bootstraps from its final state's value),
+    one terminated at t=2 (no bootstrap), both cut at the end (bootstrap)."""
+    gamma, lam = 0.9, 0.8
+    r = np.array([[1.0, 0.5], [2.0, 0.0], [0.0, 1.0], [1.0, 2.0]])[..., None]
+    v = np.array([[0.3, 0.1], [0.2, 0.4], [0.5, 0.6], [0.7, 0.8]])[..., None]
+    v_next = np.array([[0.2, 0.4], [9.0, 0.6], [0.7, 5.0], [0.6, 0.9]])[..., None]
+    term = np.array([[0, 0], [0, 0], [0, 1], [0, 0]], bool)
+    trunc = np.array([[0, 0], [1, 0], [0, 0], [0, 0]], bool)
+    adv, targets = vectorized_gae(r, v, v_next, term, trunc, gamma, lam)
+    for b in range(2):
+        want, gae = np.zeros(4), 0.0
+        for t in range(3, -1, -1):
+            end = term[t, b] or trunc[t, b] or t == 3
+            nxt = 0.0 if term[t, b] else v_next[t, b, 0]
+            delta = r[t, b, 0] + gamma * nxt - v[t, b, 0]
+            gae = delta + (0.0 if end else gamma * lam * gae)
+            want[t] = gae
+        np.testing.assert_allclose(adv[:, b, 0], want, rtol=1e-6)
+        np.testing.assert_allclose(targets[:, b, 0], want + v[:, b, 0], rtol=1e-6)
+
+
+def test_sampling_choice_is_validated_and_reported(ray_session):
+    assert small_config().sampling_path() == "team"
+    recurrent = small_config(use_recurrent_policy=True)
+    assert recurrent.sampling_path() == "episodes"
+    with pytest.raises(ValueError, match="sampling='team' is not available for this config: recurrent"):
+        small_config(use_recurrent_policy=True).env_runners(sampling="team").validate()
+    with pytest.raises(ValueError, match="`sampling` must be"):
+        small_config().env_runners(sampling="fast").validate()
+    algo = small_config(batch=100, num_epochs=1, critic_epoch=1).build_algo()
+    try:
+        result = algo.train()
+        assert result["sampling"] == "team"
+        assert result["env_runners"]["num_env_steps_sampled_lifetime"] == 100
+        assert result["env_runners"]["num_episodes_lifetime"] == 4  # 25-step MPE episodes
+    finally:
+        algo.stop()
+
+
+def test_env_that_breaks_the_contract_gets_a_clear_error(ray_session):
+    config = HAPPOConfig().environment(SkipsAnAgentEnv).env_runners(num_envs_per_env_runner=1)
+    algo = config.training(train_batch_size_per_learner=20, num_epochs=1, critic_epoch=1).build_algo()
+    try:
+        with pytest.raises(ValueError, match="gave no observation for agent 'agent_1'.*sampling='episodes'"):
+            algo.train()
+    finally:
+        algo.stop()
+
+
+def test_deterministic_actions_when_not_exploring(ray_session):
+    algo = small_config(batch=40).environment("harl_toy", env_config={"task": "distinct_actions"}).build_algo()
+    try:
+        runner = algo.env_runner
+        (rollout,) = runner.sample(num_timesteps=40, explore=False)
+        module = runner.module["agent_0"]
+        obs = rollout.obs["agent_0"].reshape(-1, *rollout.obs["agent_0"].shape[2:])
+        import torch
+
+        with torch.no_grad():
+            logits = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})[Columns.ACTION_DIST_INPUTS]
+        np.testing.assert_array_equal(rollout.actions["agent_0"].reshape(-1), logits.argmax(-1).numpy())
+        assert isinstance(runner.env.envs[0].unwrapped.get_action_space("agent_0"), gym.spaces.Discrete)
+    finally:
+        algo.stop()
