@@ -147,8 +147,9 @@ class TeamEnvRunner(HAEnvRunner):
                     alive[a][t, b] = float((info.get(a) or {}).get(ALIVE_KEY, True))
                 state[t, b] = self._state_of(o, info)
             env_actions = self._compute_actions(obs, t, explore, actions, logp, T)
-            for b in range(B):
-                self._team_step(b, t, env_actions[b], rewards, terminated, truncated, next_state)
+            with self.metrics.log_time(ENV_STEP_TIMER):  # the B envs' step, as RLlib times its vector env
+                for b in range(B):
+                    self._team_step(b, t, env_actions[b], rewards, terminated, truncated, next_state)
         self._log_steps(T * B)
         return TeamRollout(
             agents=tuple(agents),
@@ -169,8 +170,9 @@ class TeamEnvRunner(HAEnvRunner):
         c, B = self._team, self.num_envs
         for mid, members in c["by_module"].items():
             module = self.module[mid]
+            device = next(module.parameters()).device  # a GPU with num_gpus_per_env_runner > 0
             x = tree.map_structure(
-                lambda *xs: torch.from_numpy(np.concatenate(xs)),
+                lambda *xs, device=device: torch.from_numpy(np.concatenate(xs)).to(device),
                 *[tree.map_structure(lambda arr: arr[t], obs[a]) for a in members],
             )
             with torch.no_grad():
@@ -184,7 +186,7 @@ class TeamEnvRunner(HAEnvRunner):
                     dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
                     sampled = dist.to_deterministic().sample()
                     sampled_logp = torch.zeros(sampled.shape[0])
-            sampled, sampled_logp = sampled.numpy(), sampled_logp.numpy()
+            sampled, sampled_logp = sampled.cpu().numpy(), sampled_logp.cpu().numpy()
             for j, a in enumerate(members):
                 rows = slice(j * B, (j + 1) * B)
                 if a not in actions:
@@ -209,8 +211,7 @@ class TeamEnvRunner(HAEnvRunner):
         c = self._team
         env = self.env.envs[b]
         try:
-            with self.metrics.log_time(ENV_STEP_TIMER):
-                o, r, term, trunc, info = env.step(action)
+            o, r, term, trunc, info = env.step(action)
         except Exception as e:
             self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
             self._env_failed(e, "step")
