@@ -85,7 +85,7 @@ def test_vector_env_through_rllib_respects_masks_and_alignment(ray_session):
     config = (
         small_config(batch=240)
         .environment("harl_smax", env_config={"task": "3m", "max_steps": 30})
-        .env_runners(num_envs_per_env_runner=4)
+        .env_runners(num_envs_per_env_runner=4, sampling="episodes")
     )
     config.validate()
     runner = HAEnvRunner(config=config)
@@ -107,6 +107,39 @@ def test_vector_env_through_rllib_respects_masks_and_alignment(ray_session):
     finally:
         algo.stop()
         runner.stop()
+
+
+@pytest.mark.parametrize("state_type", ["EP", "FP"])
+def test_team_path_steps_smax_as_arrays(ray_session, state_type):
+    """The default (team) path: one jitted call per step for all envs, ended battles restarted
+    in the same call; no masked action, dead allies' rows alive = 0 with only "stop" available,
+    time-outs truncated (bootstrapped), the win rate reported."""
+    config = (
+        small_config(batch=240, num_epochs=1, critic_epoch=1, state_type=state_type)
+        .environment("harl_smax", env_config={"task": "3m", "max_steps": 12, "state_type": state_type})
+        .env_runners(num_envs_per_env_runner=4)
+    )
+    assert config.sampling_path() == "team"
+    algo = config.build_algo()
+    try:
+        (rollout,) = algo.env_runner.sample(num_timesteps=240, random_actions=False)
+        assert rollout.shape == (60, 4)
+        assert rollout.state.shape[2] == (1 if state_type == "EP" else 3)
+        dead = 0
+        for a in rollout.agents:
+            masks, actions = rollout.obs[a]["action_mask"], rollout.actions[a].astype(np.int64)
+            assert np.all(np.take_along_axis(masks, actions[..., None], -1) == 1), f"{a} took a masked action"
+            rows = rollout.alive[a] == 0
+            dead += int(rows.sum())
+            assert np.all(masks[rows][:, STOP] == 1) and np.all(masks[rows].sum(-1) == 1)
+        assert dead > 0
+        assert rollout.truncated.any() and not (rollout.truncated & rollout.terminated).any()
+        result = algo.train()
+        assert result["sampling"] == "team"
+        assert 0.0 <= result["env_runners"]["battle_won"] <= 1.0
+        assert np.isfinite(result["env_runners"]["team_episode_return_mean"])
+    finally:
+        algo.stop()
 
 
 def test_errors():

@@ -34,11 +34,16 @@ RNG = "harl_rng"
 logger = logging.getLogger(__name__)
 
 
+def env_class(env: Any) -> Any:
+    """The class (or creator) behind a registered env name, or `env` itself."""
+    if isinstance(env, str) and _global_registry.contains(ENV_CREATOR, env):
+        return _global_registry.get(ENV_CREATOR, env)
+    return env
+
+
 def vector_env_factory(env: Any):
     """The env's ``make_vector_env`` (registered name or class), or None."""
-    if isinstance(env, str) and _global_registry.contains(ENV_CREATOR, env):
-        env = _global_registry.get(ENV_CREATOR, env)
-    return getattr(env, "make_vector_env", None)
+    return getattr(env_class(env), "make_vector_env", None)
 
 
 class HAEnvRunner(MultiAgentEnvRunner):

@@ -115,6 +115,33 @@ class SMAXEngine:
         out["done"] = dones["__all__"] & ~reset
         return new, out
 
+    def _step_autoreset_one(self, key, state, actions):
+        """One step; an env whose battle ended is reset in the same call. Returns the view
+        after the step (the final one where a battle ended: its state bootstraps a time-out)
+        and the view the team acts on next (the new battle's where one ended)."""
+        jax = self.jax
+        k_step, k_reset = jax.random.split(key)
+        _, stepped, rewards, dones, _ = self.env.step_env(
+            k_step, state, {a: actions[i] for i, a in enumerate(self.allies)}
+        )
+        _, fresh = self.env.reset(k_reset)
+        done = dones["__all__"]
+        new = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), fresh, stepped)
+        final = self._view(stepped)
+        final["reward"] = rewards[self.allies[0]]
+        final["done"] = done
+        return new, (final, self._view(new))
+
+    def step_autoreset(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """All envs one step with same-step auto-reset (see `_step_autoreset_one`); numpy out.
+        Compiled on first use (the team sampling path's step)."""
+        jax = self.jax
+        if getattr(self, "_step_autoreset", None) is None:
+            self._step_autoreset = jax.jit(jax.vmap(self._step_autoreset_one))
+        self.key, sub = jax.random.split(self.key)
+        self.states, out = self._step_autoreset(jax.random.split(sub, self.num_envs), self.states, actions)
+        return jax.device_get(out)
+
     def step(self, actions: np.ndarray, reset_mask: np.ndarray) -> dict[str, np.ndarray]:
         jax = self.jax
         self.key, sub = jax.random.split(self.key)
@@ -146,6 +173,9 @@ class SMAXTeamEnv(MultiAgentEnv):
     its one-hot id, like HARL's SMAC FP state), ``seed``, and any keyword of jaxmarl's
     SMAX (``max_steps`` (100), ``walls_cause_death``, ``see_enemy_actions``, ...).
     """
+
+    # Its vector env (SMAXVectorEnv) also steps the team as arrays: the team sampling path.
+    team_vector_env = True
 
     def __init__(self, config: dict[str, Any] | None = None, *, num_envs: int = 1) -> None:
         super().__init__()
@@ -267,6 +297,50 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
             infos.append(info)
             self._autoreset[i] = term["__all__"] or trunc["__all__"]
         return observations, rewards, terms, truncs, infos
+
+    # ---- the team sampling path (harl_rllib/sampling): arrays in, arrays out ----
+    def team_reset(self, seed: int | None = None) -> dict[str, Any]:
+        """Reset every battle; the team's view as arrays (see `_team_view`)."""
+        self._autoreset[:] = False
+        return self._team_view(self.team_env.engine.reset(seed))
+
+    def team_step(self, actions: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Every battle one step, (B, n) actions; ended battles restart in the same call.
+        Returns (the step: reward (B,), terminated, truncated (B,), next_state (B, k, S), the
+        episode stats (B,) of battles that ended; the view the team acts on next)."""
+        final, nxt = self.team_env.engine.step_autoreset(np.asarray(actions, np.int32))
+        done = final["done"].astype(bool)
+        terminated = done & (final["won"].astype(bool) | final["lost"].astype(bool))
+        step = {
+            "reward": final["reward"].astype(np.float32),
+            "terminated": terminated,
+            "truncated": done & ~terminated,
+            "next_state": self._team_view(final)["state"],
+            "ended": done,
+            "stats": {
+                "battle_won": final["won"].astype(np.float32),
+                "dead_allies": final["dead_allies"].astype(np.float32),
+                "dead_enemies": final["dead_enemies"].astype(np.float32),
+            },
+        }
+        return step, self._team_view(nxt)
+
+    def _team_view(self, out: dict[str, np.ndarray]) -> dict[str, Any]:
+        """obs {agent: {"obs": (B, d), "action_mask": (B, A)}}, alive (B, n), state (B, k, S)
+        (EP: the world state; FP: world state ⊕ the agent's observation ⊕ its one-hot id)."""
+        env = self.team_env
+        obs, avail, world = out["obs"], out["avail"], out["world_state"]
+        B, n = obs.shape[:2]
+        if env.state_type == "EP":
+            state = world[:, None].astype(np.float32)
+        else:
+            ids = np.broadcast_to(np.eye(n, dtype=np.float32), (B, n, n))
+            state = np.concatenate([np.broadcast_to(world[:, None], (B, n, world.shape[-1])), obs, ids], axis=-1)
+        return {
+            "obs": {a: {"obs": obs[:, k], "action_mask": avail[:, k]} for k, a in enumerate(env.possible_agents)},
+            "alive": out["alive"].astype(np.float32),
+            "state": np.ascontiguousarray(state, np.float32),
+        }
 
     def close_extras(self, **kwargs) -> None:
         self.team_env.close()

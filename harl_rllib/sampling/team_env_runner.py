@@ -70,7 +70,8 @@ class TeamEnvRunner(HAEnvRunner):
                 self._team_reset()
                 force_reset = False
             try:
-                return [self._team_rollout(T, explore)]
+                batched = hasattr(self.env, "team_step")
+                return [self._batched_rollout(T, explore) if batched else self._team_rollout(T, explore)]
             except _EnvFailed:
                 self.make_env()  # RLlib's recovery: rebuild the envs, reset (seeded) and sample again
 
@@ -99,14 +100,24 @@ class TeamEnvRunner(HAEnvRunner):
 
     def _team_reset(self) -> None:
         """Reset every sub-env (seeded on the first reset, as RLlib's runner) and the carry."""
-        obs, infos = self._try_env_reset(seed=self._seed if self._needs_initial_reset else None)
+        seed = self._seed if self._needs_initial_reset else None
+        layout = self._team_layout()
+        if hasattr(self.env, "team_step"):  # an env that steps the team as arrays itself (SMAX)
+            try:
+                view, obs, infos = self.env.team_reset(seed), None, None
+            except Exception as e:
+                self._env_failed(e, "reset")
+                raise _EnvFailed from e
+        else:
+            view = None
+            obs, infos = self._try_env_reset(seed=seed)
         self._needs_initial_reset = False
         B = self.num_envs
-        layout = self._team_layout()
         self._team = {
             **layout,
-            "obs": list(obs),
-            "infos": list(infos),
+            "view": view,
+            "obs": list(obs or []),
+            "infos": list(infos or []),
             "returns": np.zeros((B, len(layout["agents"]))),
             "lengths": np.zeros(B, np.int64),
             "started": [time.time()] * B,
@@ -146,10 +157,11 @@ class TeamEnvRunner(HAEnvRunner):
                         obs[a][t, b] = o[a]
                     alive[a][t, b] = float((info.get(a) or {}).get(ALIVE_KEY, True))
                 state[t, b] = self._state_of(o, info)
-            env_actions = self._compute_actions(obs, t, explore, actions, logp, T)
+            to_env = self._compute_actions(obs, t, explore, actions, logp, T)
             with self.metrics.log_time(ENV_STEP_TIMER):  # the B envs' step, as RLlib times its vector env
                 for b in range(B):
-                    self._team_step(b, t, env_actions[b], rewards, terminated, truncated, next_state)
+                    action = {a: to_env[a][b] for a in agents}
+                    self._team_step(b, t, action, rewards, terminated, truncated, next_state)
         self._log_steps(T * B)
         return TeamRollout(
             agents=tuple(agents),
@@ -164,7 +176,81 @@ class TeamEnvRunner(HAEnvRunner):
             next_state=next_state,
         )
 
-    def _compute_actions(self, obs: dict, t: int, explore: bool, actions: dict, logp: dict, T: int) -> list[dict]:
+    def _batched_rollout(self, T: int, explore: bool) -> TeamRollout:
+        """The rollout of an env that steps all B envs as arrays itself (`team_reset`/`team_step`,
+        e.g. SMAX: one jitted call per step, ended battles restarted in the same call)."""
+        c = self._team
+        agents, B = c["agents"], self.num_envs
+        view = c["view"]
+        obs = {a: tree.map_structure(lambda x: np.empty((T, *x.shape), np.float32), view["obs"][a]) for a in agents}
+        state = np.empty((T, *view["state"].shape), np.float32)
+        next_state = np.empty_like(state)
+        alive = {a: np.empty((T, B), np.float32) for a in agents}
+        rewards = np.empty((T, B, len(agents)), np.float32)
+        terminated = np.empty((T, B), bool)
+        truncated = np.empty((T, B), bool)
+        actions: dict[str, np.ndarray] = {}
+        logp = {a: np.empty((T, B), np.float32) for a in agents}
+        for t in range(T):
+            for k, a in enumerate(agents):
+                tree.map_structure(lambda dst, src: dst.__setitem__(t, src), obs[a], view["obs"][a])  # noqa: B023
+                alive[a][t] = view["alive"][:, k]
+            state[t] = view["state"]
+            to_env = self._compute_actions(obs, t, explore, actions, logp, T)
+            with self.metrics.log_time(ENV_STEP_TIMER):
+                try:
+                    step, view = self.env.team_step(np.stack([to_env[a] for a in agents], axis=1))
+                except Exception as e:
+                    self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
+                    self._env_failed(e, "step")
+                    raise _EnvFailed from e
+            if self.config.check_env_values:
+                self._check_arrays(step, view, c["lengths"] + 1)
+            rewards[t] = step["reward"][:, None]
+            terminated[t], truncated[t], next_state[t] = step["terminated"], step["truncated"], step["next_state"]
+            c["returns"] += rewards[t]
+            c["lengths"] += 1
+            for b in np.flatnonzero(step["ended"]):
+                self._log_episode(int(b), {key: float(v[b]) for key, v in step["stats"].items()})
+        c["view"] = view
+        self._log_steps(T * B)
+        return TeamRollout(
+            agents=tuple(agents),
+            obs=obs,
+            actions=actions,
+            logp=logp,
+            alive=alive,
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            state=state,
+            next_state=next_state,
+        )
+
+    def _check_arrays(self, step: dict, view: dict, lengths: np.ndarray) -> None:
+        """The env-boundary check (core/env_checks.py) on a batched step: non-finite rewards,
+        observations and states raise, naming the env index and agent."""
+        name = describe_env(self.config)
+
+        def fail(what: str, b: int) -> None:
+            raise EnvValueError(
+                f"Env {name} returned {what} (env runner {self.worker_index}, env {b}, step {lengths[b]} of its "
+                "episode). Fix the env, or turn this check off with `config.environment(check_env_values=False)`."
+            )
+
+        if not np.isfinite(step["reward"]).all():
+            fail("a non-finite team reward", int(np.flatnonzero(~np.isfinite(step["reward"]))[0]))
+        for label, x in (("global state", step["next_state"]), ("global state", view["state"])):
+            bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+            if bad.any():
+                fail(f"a non-finite {label}", int(np.flatnonzero(bad)[0]))
+        for a, parts in view["obs"].items():
+            for key, x in parts.items():
+                bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+                if bad.any():
+                    fail(f"a non-finite observation[{key!r}] of agent {a!r}", int(np.flatnonzero(bad)[0]))
+
+    def _compute_actions(self, obs: dict, t: int, explore: bool, actions: dict, logp: dict, T: int) -> dict:
         """One forward per actor module over all B envs (its agents stacked); actions sampled
         in torch (the mode when not exploring), written into `actions`/`logp` at step t."""
         c, B = self._team, self.num_envs
@@ -193,8 +279,7 @@ class TeamEnvRunner(HAEnvRunner):
                     actions[a] = np.empty((T, *sampled[rows].shape), sampled.dtype)
                 actions[a][t] = sampled[rows]
                 logp[a][t] = sampled_logp[rows]
-        to_env = {a: self._for_env(a, actions[a][t]) for a in c["agents"]}
-        return [{a: to_env[a][b] for a in c["agents"]} for b in range(B)]
+        return {a: self._for_env(a, actions[a][t]) for a in c["agents"]}
 
     def _for_env(self, agent: str, action: np.ndarray) -> np.ndarray:
         """RLlib's NormalizeAndClipActions for Box actions: [-1, 1] → the space's bounds."""
@@ -230,7 +315,7 @@ class TeamEnvRunner(HAEnvRunner):
         c["returns"][b] += rewards[t, b]
         c["lengths"][b] = length
         if ended_by_term or ended_by_trunc:
-            self._log_episode(b, info)
+            self._log_episode(b, (info.get(c["agents"][0]) or {}).get(EPISODE_STATS_KEY))
             c["ended"][b] = True  # reset before its next step (as RLlib's vector env), not now
         c["obs"][b], c["infos"][b] = o, info
 
@@ -284,7 +369,7 @@ class TeamEnvRunner(HAEnvRunner):
                 self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED, a), steps, reduce="sum")
                 self.metrics.log_value((NUM_AGENT_STEPS_SAMPLED_LIFETIME, a), steps, reduce="lifetime_sum")
 
-    def _log_episode(self, b: int, info: dict) -> None:
+    def _log_episode(self, b: int, stats: dict | None) -> None:
         """One finished episode: RLlib's episode metrics, the team return and the env's stats
         (as TeamMetricsCallback logs them on the episode path)."""
         c = self._team
@@ -302,7 +387,6 @@ class TeamEnvRunner(HAEnvRunner):
         self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
         self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
         self.metrics.log_value(TEAM_RETURN, float(returns.mean()), reduce="mean", window=100)
-        stats = (info.get(c["agents"][0]) or {}).get(EPISODE_STATS_KEY)
         for key, value in (stats or {}).items():
             self.metrics.log_value(key, float(value), reduce="mean", window=100)
         c["returns"][b] = 0.0
