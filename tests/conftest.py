@@ -62,6 +62,23 @@ def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
     return config
 
 
+def no_state_env_class():
+    """A user's contract-following MultiAgentEnv with no global state and no masks (the toy
+    `distinct_actions` task without its state)."""
+    from harl_rllib.envs.toy import DistinctActionsEnv
+
+    class NoStateEnv(DistinctActionsEnv):
+        def __init__(self, config=None):
+            super().__init__(config)
+            del self.state_space
+
+        def _obs(self):
+            obs, _ = super()._obs()
+            return obs, {a: {} for a in self.possible_agents}
+
+    return NoStateEnv
+
+
 def check_team_batch(algo, episodes) -> int:
     """Run the learner's team-batch connector on sampled episodes; assert the agents' rows
     are the same env steps and each row's alive flag is the env's `info["alive"]` at that

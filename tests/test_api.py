@@ -17,7 +17,7 @@ import harl_rllib
 from harl_rllib import HAPPO, HAPPOConfig, MAPPOConfig
 from harl_rllib.run import build_config
 
-from conftest import small_config
+from conftest import no_state_env_class, small_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -164,20 +164,9 @@ def test_train_py_smoke(tmp_path):
 
 def test_custom_env_without_state(ray_session):
     """A user's MultiAgentEnv with no state: the critic sees the concatenated observations."""
-    from harl_rllib.envs.toy import DistinctActionsEnv
-
-    class NoStateEnv(DistinctActionsEnv):
-        def __init__(self, config=None):
-            super().__init__(config)
-            del self.state_space
-
-        def _obs(self):
-            obs, _ = super()._obs()
-            return obs, {a: {} for a in self.possible_agents}
-
     config = (
         HAPPOConfig()
-        .environment(NoStateEnv)
+        .environment(no_state_env_class())
         .env_runners(num_envs_per_env_runner=1)
         .training(train_batch_size_per_learner=50, num_epochs=1, critic_epoch=1)
     )

@@ -22,19 +22,7 @@ from harl_rllib.envs.toy import DistinctActionsEnv
 from harl_rllib.sampling import TeamRollout
 from harl_rllib.sampling.rollout import vectorized_gae
 
-from conftest import small_config
-
-
-class NoStateEnv(DistinctActionsEnv):
-    """A user's contract-following env with no global state and no masks."""
-
-    def __init__(self, config=None):
-        super().__init__(config)
-        del self.state_space
-
-    def _obs(self):
-        obs, _ = super()._obs()
-        return obs, {a: {} for a in self.possible_agents}
+from conftest import no_state_env_class, small_config
 
 
 class SkipsAnAgentEnv(DistinctActionsEnv):
@@ -88,7 +76,7 @@ def _toy():
 
 
 def _no_state():
-    config = small_config(batch=60).environment(NoStateEnv)
+    config = small_config(batch=60).environment(no_state_env_class())
     config.env_config = {}  # environment() merges env_config dicts: drop MPE's task
     return config
 

@@ -129,19 +129,10 @@ class TeamEnvRunner(HAEnvRunner):
     def _team_rollout(self, T: int, explore: bool) -> TeamRollout:
         c = self._team
         agents, B = c["agents"], self.num_envs
-        n = len(agents)
         first = c["obs"][0]
-        obs = {a: tree.map_structure(lambda x: np.empty((T, B, *np.shape(x)), np.float32), first[a]) for a in agents}
+        arrays = self._allocate(T, {a: first[a] for a in agents}, self._state_of(first, c["infos"][0]).shape)
+        obs, alive, state, actions, logp = (arrays[k] for k in ("obs", "alive", "state", "actions", "logp"))
         dict_obs = {a: isinstance(obs[a], dict) for a in agents}
-        state0 = self._state_of(first, c["infos"][0])
-        state = np.empty((T, B, *state0.shape), np.float32)
-        next_state = np.empty_like(state)
-        alive = {a: np.empty((T, B), np.float32) for a in agents}
-        rewards = np.zeros((T, B, n), np.float32)
-        terminated = np.zeros((T, B), bool)
-        truncated = np.zeros((T, B), bool)
-        actions: dict[str, np.ndarray] = {}
-        logp = {a: np.empty((T, B), np.float32) for a in agents}
         for t in range(T):
             for b in range(B):
                 if c["ended"][b]:
@@ -161,20 +152,28 @@ class TeamEnvRunner(HAEnvRunner):
             with self.metrics.log_time(ENV_STEP_TIMER):  # the B envs' step, as RLlib times its vector env
                 for b in range(B):
                     action = {a: to_env[a][b] for a in agents}
-                    self._team_step(b, t, action, rewards, terminated, truncated, next_state)
+                    self._team_step(b, t, action, arrays)
         self._log_steps(T * B)
-        return TeamRollout(
-            agents=tuple(agents),
-            obs=obs,
-            actions=actions,
-            logp=logp,
-            alive=alive,
-            rewards=rewards,
-            terminated=terminated,
-            truncated=truncated,
-            state=state,
-            next_state=next_state,
-        )
+        return TeamRollout(agents=tuple(agents), **arrays)
+
+    def _allocate(self, T: int, one_obs: dict[str, Any], state_shape: tuple) -> dict[str, Any]:
+        """The rollout's (T, B, ...) arrays, from one env's observation per agent and the state's
+        (k, S) shape; `actions` fill in at the first step (their shape comes from the actors)."""
+        B, n = self.num_envs, len(one_obs)
+        return {
+            "obs": {
+                a: tree.map_structure(lambda x: np.empty((T, B, *np.shape(x)), np.float32), o)
+                for a, o in one_obs.items()
+            },
+            "actions": {},
+            "logp": {a: np.empty((T, B), np.float32) for a in one_obs},
+            "alive": {a: np.empty((T, B), np.float32) for a in one_obs},
+            "rewards": np.zeros((T, B, n), np.float32),
+            "terminated": np.zeros((T, B), bool),
+            "truncated": np.zeros((T, B), bool),
+            "state": np.empty((T, B, *state_shape), np.float32),
+            "next_state": np.empty((T, B, *state_shape), np.float32),
+        }
 
     def _batched_rollout(self, T: int, explore: bool) -> TeamRollout:
         """The rollout of an env that steps all B envs as arrays itself (`team_reset`/`team_step`,
@@ -182,15 +181,12 @@ class TeamEnvRunner(HAEnvRunner):
         c = self._team
         agents, B = c["agents"], self.num_envs
         view = c["view"]
-        obs = {a: tree.map_structure(lambda x: np.empty((T, *x.shape), np.float32), view["obs"][a]) for a in agents}
-        state = np.empty((T, *view["state"].shape), np.float32)
-        next_state = np.empty_like(state)
-        alive = {a: np.empty((T, B), np.float32) for a in agents}
-        rewards = np.empty((T, B, len(agents)), np.float32)
-        terminated = np.empty((T, B), bool)
-        truncated = np.empty((T, B), bool)
-        actions: dict[str, np.ndarray] = {}
-        logp = {a: np.empty((T, B), np.float32) for a in agents}
+        first = {a: tree.map_structure(lambda x: x[0], view["obs"][a]) for a in agents}
+        arrays = self._allocate(T, first, view["state"].shape[1:])
+        obs, alive, state, actions, logp = (arrays[k] for k in ("obs", "alive", "state", "actions", "logp"))
+        rewards, terminated, truncated, next_state = (
+            arrays[k] for k in ("rewards", "terminated", "truncated", "next_state")
+        )
         for t in range(T):
             for k, a in enumerate(agents):
                 tree.map_structure(lambda dst, src: dst.__setitem__(t, src), obs[a], view["obs"][a])  # noqa: B023
@@ -214,18 +210,7 @@ class TeamEnvRunner(HAEnvRunner):
                 self._log_episode(int(b), {key: float(v[b]) for key, v in step["stats"].items()})
         c["view"] = view
         self._log_steps(T * B)
-        return TeamRollout(
-            agents=tuple(agents),
-            obs=obs,
-            actions=actions,
-            logp=logp,
-            alive=alive,
-            rewards=rewards,
-            terminated=terminated,
-            truncated=truncated,
-            state=state,
-            next_state=next_state,
-        )
+        return TeamRollout(agents=tuple(agents), **arrays)
 
     def _check_arrays(self, step: dict, view: dict, lengths: np.ndarray) -> None:
         """The env-boundary check (core/env_checks.py) on a batched step: non-finite rewards,
@@ -291,9 +276,10 @@ class TeamEnvRunner(HAEnvRunner):
                 return clip_action(action, space)
         return action
 
-    def _team_step(self, b: int, t: int, action: dict, rewards, terminated, truncated, next_state) -> None:
-        """Step env b, record the step, and at an episode's end log it and reset the env."""
+    def _team_step(self, b: int, t: int, action: dict, arrays: dict[str, Any]) -> None:
+        """Step env b, record the step into the rollout's arrays, and log an episode that ended."""
         c = self._team
+        rewards, terminated, truncated = arrays["rewards"], arrays["terminated"], arrays["truncated"]
         env = self.env.envs[b]
         try:
             o, r, term, trunc, info = env.step(action)
@@ -311,7 +297,7 @@ class TeamEnvRunner(HAEnvRunner):
         ended_by_term, ended_by_trunc = bool(term.get("__all__")), bool(trunc.get("__all__"))
         terminated[t, b] = ended_by_term and not ended_by_trunc
         truncated[t, b] = ended_by_trunc
-        next_state[t, b] = self._state_of(o, info)
+        arrays["next_state"][t, b] = self._state_of(o, info)
         c["returns"][b] += rewards[t, b]
         c["lengths"][b] = length
         if ended_by_term or ended_by_trunc:
