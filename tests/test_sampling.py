@@ -20,7 +20,7 @@ from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
 from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
 from harl_rllib.envs.toy import DistinctActionsEnv
 from harl_rllib.sampling import TeamRollout
-from harl_rllib.sampling.rollout import vectorized_gae
+from harl_rllib.sampling.rollout import shard_rollouts, vectorized_gae
 
 from conftest import no_state_env_class, small_config
 
@@ -181,3 +181,23 @@ def test_deterministic_actions_when_not_exploring(ray_session):
         assert isinstance(runner.env.envs[0].unwrapped.get_action_space("agent_0"), gym.spaces.Discrete)
     finally:
         algo.stop()
+
+
+def test_shard_rollouts_by_env_and_by_time(ray_session):
+    """Several learners: a rollout splits by env (whole streams), or by time when there are
+    fewer envs than learners; nothing is lost or repeated."""
+    algo = small_config(batch=60).env_runners(num_envs_per_env_runner=3).build_algo()
+    try:
+        (rollout,) = algo.env_runner.sample(num_timesteps=60, random_actions=False)
+    finally:
+        algo.stop()
+    by_env = shard_rollouts([rollout], 2)
+    assert [[r.shape for r in shard] for shard in by_env] == [[(20, 2)], [(20, 1)]]
+    np.testing.assert_array_equal(np.concatenate([s[0].state for s in by_env], axis=1), rollout.state)
+    np.testing.assert_array_equal(
+        np.concatenate([s[0].actions["agent_1"] for s in by_env], axis=1), rollout.actions["agent_1"]
+    )
+    by_time = shard_rollouts([rollout], 4)
+    assert [[r.shape for r in shard] for shard in by_time] == [[(5, 3)]] * 4
+    np.testing.assert_array_equal(np.concatenate([s[0].next_state for s in by_time]), rollout.next_state)
+    np.testing.assert_array_equal(np.concatenate([s[0].obs["agent_0"] for s in by_time]), rollout.obs["agent_0"])

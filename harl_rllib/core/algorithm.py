@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import tree
 from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.core.learner.training_data import TrainingData
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
     ENV_RUNNER_RESULTS,
@@ -20,6 +21,8 @@ from ray.rllib.utils.metrics import (
     SYNCH_WORKER_WEIGHTS_TIMER,
     TIMERS,
 )
+
+from harl_rllib.sampling.rollout import TeamRollout, shard_rollouts
 
 ORDER_RNG = "harl_agent_order_rng"
 # This iteration's sampling and learning seconds (RLlib's own timers are moving averages, which
@@ -130,8 +133,12 @@ class HAAlgorithm(Algorithm):
             self.metrics.log_time((TIMERS, LEARNER_UPDATE_TIMER)),
             self.metrics.log_time((TIMERS, LEARN_S), reduce="mean", window=1),
         ):
+            data = {"episodes": episodes}
+            if episodes and isinstance(episodes[0], TeamRollout) and len(self.learner_group) > 1:
+                # RLlib shards episodes by cutting them; team rollouts split by env, one shard each.
+                data = {"training_data": TrainingData(batches=shard_rollouts(episodes, len(self.learner_group)))}
             learner_results = self.learner_group.update(
-                episodes=episodes,
+                **data,
                 timesteps={
                     NUM_ENV_STEPS_SAMPLED_LIFETIME: self.metrics.peek(
                         (ENV_RUNNER_RESULTS, NUM_ENV_STEPS_SAMPLED_LIFETIME)

@@ -420,8 +420,6 @@ class HAConfig(TeamConfig):
 
         if self.use_recurrent_policy:
             return "recurrent policies sample episodes for now"
-        if (self.num_learners or 0) > 1:
-            return "several learners take episodes for now"
         if vector_env_factory(self.env) is not None and not getattr(env_class(self.env), "team_vector_env", False):
             return f"{self.env!r} steps its own batched vector env without the team-step interface"
         return None

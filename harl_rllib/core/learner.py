@@ -202,7 +202,8 @@ class TeamTorchLearner(TorchLearner):
             training_data = TrainingData(episodes=episodes, episodes_refs=episodes_refs)
         training_data.validate()
         training_data.solve_refs()
-        return training_data.episodes
+        # Team rollouts for several learners come as one shard per learner (HAAlgorithm.update_learners).
+        return training_data.episodes if training_data.episodes is not None else training_data.batch
 
     def log_actor_metrics(self, module_id: str, **values: float) -> None:
         for key, value in values.items():

@@ -61,6 +61,50 @@ class TeamRollout:
     def env_steps(self) -> int:
         return len(self)
 
+    def envs(self, index: np.ndarray) -> TeamRollout:
+        """The rollout of the envs in `index` (a shard for one of several learners)."""
+        return self._map(lambda x: x[:, index])
+
+    def steps(self, start: int, stop: int) -> TeamRollout:
+        """Steps [start, stop) of every env: a cut trajectory bootstraps from its next state."""
+        return self._map(lambda x: x[start:stop])
+
+    def _map(self, pick) -> TeamRollout:
+        return TeamRollout(
+            agents=self.agents,
+            obs={a: tree.map_structure(pick, o) for a, o in self.obs.items()},
+            actions={a: pick(x) for a, x in self.actions.items()},
+            logp={a: pick(x) for a, x in self.logp.items()},
+            alive={a: pick(x) for a, x in self.alive.items()},
+            rewards=pick(self.rewards),
+            terminated=pick(self.terminated),
+            truncated=pick(self.truncated),
+            state=pick(self.state),
+            next_state=pick(self.next_state),
+        )
+
+
+def shard_rollouts(rollouts: Sequence[TeamRollout], num_shards: int) -> list[list[TeamRollout]]:
+    """Split rollouts over `num_shards` learners: by env where there are at least as many envs
+    as shards (whole env streams: each shard's GAE is the unsplit one), else each rollout by
+    time into `num_shards` pieces (a piece ending mid-episode bootstraps there, as RLlib's
+    episode sharding cuts episodes)."""
+    total = sum(r.shape[1] for r in rollouts)
+    shards: list[list[TeamRollout]] = [[] for _ in range(num_shards)]
+    if total < num_shards:
+        for r in rollouts:
+            bounds = np.linspace(0, r.shape[0], num_shards + 1).astype(int)
+            for shard, start, stop in zip(shards, bounds[:-1], bounds[1:], strict=True):
+                if stop > start:
+                    shard.append(r.steps(start, stop))
+        return shards
+    envs = [(i, b) for i, r in enumerate(rollouts) for b in range(r.shape[1])]
+    for shard, part in zip(shards, np.array_split(np.arange(len(envs)), num_shards), strict=True):
+        for i in sorted({envs[j][0] for j in part}):
+            index = np.array([envs[j][1] for j in part if envs[j][0] == i])
+            shard.append(rollouts[i].envs(index))
+    return shards
+
 
 def vectorized_gae(
     rewards: np.ndarray,
