@@ -11,6 +11,7 @@ and checkpoints under --storage-path.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:
             print(f"interrupted; continue from the last checkpoint with: python train.py --resume {out_dir}")
             return 130
-        print(f"done: {last}")
+        print(f"done: {json.dumps(last, default=float)}")
     finally:
         ray.shutdown()
     return 0
