@@ -104,7 +104,7 @@ def train_rate(
     import ray
     import torch
 
-    import harl_rllib  # noqa: F401
+    import harl_rllib
     from harl_rllib.run import build_config
 
     torch.set_num_threads(threads)
@@ -121,6 +121,7 @@ def train_rate(
         config.env_config = {**config.env_config, "N": n_agents}
         config.validate()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    harl_rllib.register()  # Tune's registry lives in the running Ray (a second run in this process)
     try:
         algo = config.build_algo()
         algo.train()  # warm-up (off-policy: the random-action warm-up steps, no update)
