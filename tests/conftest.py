@@ -86,7 +86,7 @@ def check_team_batch(algo, episodes) -> int:
     import numpy as np
     import torch
 
-    from harl_rllib.core.team_batch import ALIVE, ENV_T, EPS_INDEX
+    from harl_rllib.core.fragments import ALIVE, ENV_T, EPS_INDEX
 
     learner = algo.learner_group._learner
     batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})

@@ -17,9 +17,9 @@ from ray.rllib.core.columns import Columns
 import harl_rllib  # noqa: F401
 from harl_rllib import HADDPGConfig, HASACConfig, HATD3Config, MADDPGConfig, MATD3Config
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE
+from harl_rllib.core.fragments import ALIVE
 from harl_rllib.core.off_policy_modules import SoftActorTorchRLModule, discrete_target_entropy, encode_actions
 from harl_rllib.core.replay import DISCOUNT, NEXT_OBS, NEXT_STATE, REWARD, TERMINATED, TeamReplayBuffer
-from harl_rllib.core.team_batch import ALIVE
 
 GAMMA = 0.9
 

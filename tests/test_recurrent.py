@@ -17,9 +17,10 @@ from harl_rllib import HAA2CConfig, HAPPOConfig, HATRPOConfig, MAPPOConfig
 from harl_rllib.algorithms.happo.torch.happo_torch_learner import HAPPOTorchLearner
 from harl_rllib.core.actor import HIDDEN
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+from harl_rllib.core.fragments import ADVANTAGES, ALIVE, ENV_T, LOSS_MASK, STATE_IN, VALUE_TARGETS, sequence_layout
 from harl_rllib.core.networks import GRUStack
-from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, ENV_T, LOSS_MASK, STATE_IN, VALUE_TARGETS, sequence_layout
 from harl_rllib.envs.smac import SMACTeamEnv
+from harl_rllib.sampling import TeamRollout
 
 from conftest import small_config
 
@@ -45,10 +46,24 @@ def recall_config(cls=HAPPOConfig, *, recurrent=True, batch=360, envs=4, chunk=3
     )
 
 
-def team_batch(algo, episodes) -> dict:
-    learner = algo.learner_group._learner
-    batch = learner._learner_connector(rl_module=learner.module, batch={}, episodes=episodes, shared_data={})
-    return tree.map_structure(torch.as_tensor, batch)
+def team_batch(algo, samples) -> dict:
+    """The learner's team batch of team rollouts or episodes, as tensors."""
+    return tree.map_structure(torch.as_tensor, algo.learner_group._learner.build_team_batch(samples))
+
+
+def continues_an_episode(samples: list) -> bool:
+    """Whether a sample starts mid-episode (its actors' and critic's states are carried)."""
+    if isinstance(samples[0], TeamRollout):
+        return any((r.env_t[0] > 0).any() for r in samples)
+    return any(e.env_t_started > 0 for e in samples)
+
+
+def missing_critic_states(learner) -> int:
+    """Continuations batched without their critic state, on either sampling path."""
+    return (
+        learner._recurrent_batcher.missing_critic_states
+        + learner._learner_connector.connectors[-1].recurrent.missing_critic_states
+    )
 
 
 def test_gru_stack_is_a_multilayer_gru():
@@ -75,10 +90,17 @@ STANDIN_FP = {"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, "state_type
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["mpe_discrete", "mpe_continuous", "mappo_shared", "hatrpo", "smac_standin_masks_fp"],
+    "case, sampling",
+    [
+        ("mpe_discrete", "team"),
+        ("mpe_continuous", "team"),
+        ("mappo_shared", "team"),
+        ("hatrpo", "team"),
+        ("smac_standin_masks_fp", "team"),
+        ("smac_standin_masks_fp", "episodes"),
+    ],
 )
-def test_training_logp_equals_sampling_logp(ray_session, case):
+def test_training_logp_equals_sampling_logp(ray_session, case, sampling):
     """The log-probabilities the learner computes on the chunked layout (GRU over each chunk
     from the recorded state) equal those the env runner computed step by step, on every real
     row: r = 1 before the first gradient step. Episodes are cut across three sample() calls
@@ -104,14 +126,15 @@ def test_training_logp_equals_sampling_logp(ray_session, case):
         env_config = {"continuous_actions": True} if case == "mpe_continuous" else {}
         config = small_config(cls, batch=60, env_config=env_config, use_recurrent_policy=True, data_chunk_length=4)
         config.env_runners(num_envs_per_env_runner=2)
-    algo = config.build_algo()
+    algo = config.env_runners(sampling=sampling).build_algo()
     try:
         learner = algo.learner_group._learner
-        episodes = [e for _ in range(3) for e in algo.env_runner.sample(num_timesteps=22, random_actions=False)]
-        assert any(e.env_t_started > 0 for e in episodes)  # continuation fragments are in the batch
-        team = team_batch(algo, episodes)
+        calls = [algo.env_runner.sample(num_timesteps=22, random_actions=False) for _ in range(3)]
+        samples = [s for call in calls for s in call]
+        assert continues_an_episode(calls[-1])  # continuation fragments are in the batch
+        team = team_batch(algo, samples)
         agents = list(algo.config.get_team_spec().agents)
-        real_rows = sum(e.env_steps() for e in episodes)
+        real_rows = sum(len(s) for s in samples)
         for aid in agents:
             data = team[aid]
             real = data[LOSS_MASK] > 0
@@ -120,7 +143,7 @@ def test_training_logp_equals_sampling_logp(ray_session, case):
                 logp, _ = learner.logp_entropy(algo.config.module_for(aid), data)
             torch.testing.assert_close(logp[real], data[Columns.ACTION_LOGP][real], rtol=0, atol=2e-5)
             assert data[STATE_IN].shape[0] * algo.config.data_chunk_length == len(data[LOSS_MASK])
-        assert learner._learner_connector.connectors[-1].missing_critic_states == 0
+        assert missing_critic_states(learner) == 0
         result = algo.train()
         assert result["learners"][CRITIC_MODULE_ID]["missing_critic_states"] == 0
     finally:
@@ -145,8 +168,11 @@ def test_states_reset_at_episode_starts_and_carry_across_fragments(ray_session):
     recorded states are the step-by-step run from zeros at every episode start (not from the
     previous episode's last state), through fragment cuts; each chunk's state_in is the state
     before its first step; the critic's values and chunk states equal one pass over the whole
-    episode from zeros, although its fragments arrive in different connector calls."""
-    algo = recall_config(batch=24, envs=1, chunk=4).env_runners(rollout_fragment_length=6).build_algo()
+    episode from zeros, although its fragments arrive in different connector calls. On RLlib's
+    episodes (whose fragments show what was recorded); test_sampling.py shows that team
+    rollouts give the same team batch."""
+    config = recall_config(batch=24, envs=1, chunk=4).env_runners(rollout_fragment_length=6, sampling="episodes")
+    algo = config.build_algo()
     try:
         learner = algo.learner_group._learner
         actor = learner.module["agent_0"].unwrapped()
@@ -182,7 +208,6 @@ def test_states_reset_at_episode_starts_and_carry_across_fragments(ray_session):
         assert not torch.allclose(_step_by_step(actor, o0[None], last_state)[0], whole[first_eps[1].id_][1][0])
 
         L = 4
-        connector = learner._learner_connector.connectors[-1]
         for episodes in calls:
             team = team_batch(algo, episodes)
             again = team_batch(algo, episodes)  # batching the same episodes twice gives the same batch
@@ -206,7 +231,7 @@ def test_states_reset_at_episode_starts_and_carry_across_fragments(ray_session):
                     )
                     seq += 1
             assert seq == len(team["agent_0"][STATE_IN])
-        assert connector.missing_critic_states == 0
+        assert missing_critic_states(learner) == 0
     finally:
         algo.stop()
 
@@ -286,8 +311,7 @@ def test_padding_rows_carry_zero_weight(ray_session, cls):
     algo = recall_config(cls, batch=90, envs=2, chunk=4, use_policy_active_masks=False).build_algo()
     try:
         learner = algo.learner_group._learner
-        episodes = algo.env_runner.sample(num_timesteps=90, random_actions=False)
-        team = team_batch(algo, episodes)
+        team = team_batch(algo, algo.env_runner.sample(num_timesteps=90, random_actions=False))
         for aid in ("agent_0", "agent_1"):
             pad = team[aid][LOSS_MASK] == 0
             assert pad.any()
@@ -372,8 +396,8 @@ def test_recurrent_config_checks():
 
 
 def test_remote_env_runner_and_checkpoint_restore(ray_session, tmp_path):
-    """A remote env runner's episodes keep the recorded states (lookback included): r = 1 on
-    them and the critic's state is found for every continuation; a restored algorithm trains on."""
+    """A remote env runner's rollouts keep the recorded states: r = 1 on them and the critic's
+    state is found for every continuation; a restored algorithm trains on."""
     from ray.rllib.algorithms.algorithm import Algorithm
 
     algo = recall_config(batch=90, envs=2).env_runners(num_env_runners=1).build_algo()
@@ -381,14 +405,14 @@ def test_remote_env_runner_and_checkpoint_restore(ray_session, tmp_path):
         learner = algo.learner_group._learner
 
         def sample() -> list:
-            (episodes,) = algo.env_runner_group.foreach_env_runner(
+            (samples,) = algo.env_runner_group.foreach_env_runner(
                 lambda r: r.sample(num_timesteps=30, random_actions=False), local_env_runner=False
             )
-            return episodes
+            return samples
 
-        episodes = [e for _ in range(3) for e in sample()]
-        assert any(e.env_t_started > 0 for e in episodes)
-        team = team_batch(algo, episodes)
+        calls = [sample() for _ in range(3)]
+        assert isinstance(calls[0][0], TeamRollout) and continues_an_episode(calls[-1])
+        team = team_batch(algo, [s for call in calls for s in call])
         for aid in ("agent_0", "agent_1"):
             real = team[aid][LOSS_MASK] > 0
             with torch.no_grad():

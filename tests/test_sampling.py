@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from ray.rllib.core.columns import Columns
 
-from harl_rllib import HAPPOConfig
+from harl_rllib import HAPPOConfig, HATD3Config
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
-from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, VALUE_TARGETS
+from harl_rllib.core.fragments import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
 from harl_rllib.envs.toy import DistinctActionsEnv
 from harl_rllib.sampling import TeamRollout
 from harl_rllib.sampling.rollout import shard_rollouts, vectorized_gae
@@ -116,6 +116,60 @@ def test_team_rollout_gives_the_episode_paths_team_batch(ray_session, make_confi
         np.testing.assert_allclose(team[key], episodes[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+def _recurrent_canonical(batch: dict, agents: list[str]) -> dict[str, np.ndarray]:
+    """Real rows (loss_mask 1) of every column, and the sequences' start states, each sorted."""
+    out = {}
+    for a in agents:
+        rows, real = batch[a], batch[a][LOSS_MASK] > 0
+        obs = rows[Columns.OBS]
+        obs = [obs["obs"], obs["action_mask"]] if isinstance(obs, dict) else [obs]
+        cols = [*obs, rows[Columns.ACTIONS], rows[Columns.ACTION_LOGP], rows[ALIVE], rows[ADVANTAGES]]
+        out[a] = _rows([c[real] for c in cols])
+        out[f"{a}/state_in"] = _rows([rows[STATE_IN].reshape(len(rows[STATE_IN]), -1)])
+    crit = batch[CRITIC_MODULE_ID]
+    real = crit[LOSS_MASK].reshape(-1) > 0
+    cols = [crit[k].reshape(len(real), -1)[real] for k in (STATE, VALUE_TARGETS, VALUES)]
+    out[CRITIC_MODULE_ID] = _rows(cols)
+    out["critic/state_in"] = _rows([crit[STATE_IN].reshape(len(crit[STATE_IN]), -1)])
+    return out
+
+
+@pytest.mark.parametrize(
+    "make_config, num_timesteps",
+    [
+        # 2 envs x 60 steps: 25-step episodes, the third cut at step 10 and continued.
+        (_mpe, 120),
+        # One env, FP states, masks, deaths; battles of varying length, one cut per sample.
+        (_smac_fp, 150),
+    ],
+    ids=["mpe_ep", "smac_standin_fp_masks_deaths"],
+)
+def test_recurrent_team_rollout_gives_the_episode_paths_team_batch(ray_session, make_config, num_timesteps):
+    """GRU actors and critic, two samples in a row. The second continues the episode the first
+    one cut (its actors' states come from the runner's carry, its critic's state from the
+    learner's); chunks of 4 steps need padding."""
+    batches = {}
+    for sampling in ("team", "episodes"):
+        config = make_config().training(use_recurrent_policy=True, data_chunk_length=4)
+        algo = config.env_runners(sampling=sampling).build_algo()
+        try:
+            learner = algo.learner_group._learner
+            for _ in range(2):
+                samples = algo.env_runner.sample(num_timesteps=num_timesteps, random_actions=False)
+                batches[sampling] = learner.build_team_batch(samples)
+            agents = list(algo.config.get_team_spec().agents)
+            if sampling == "team":
+                assert samples[0].env_t[0].max() > 0  # the second sample continues a cut episode ...
+                assert learner._recurrent_batcher.missing_critic_states == 0  # ... from the kept critic state
+        finally:
+            algo.stop()
+        assert isinstance(samples[0], TeamRollout) == (sampling == "team")
+    team, episodes = (_recurrent_canonical(batches[k], agents) for k in ("team", "episodes"))
+    for key in team:
+        assert team[key].shape == episodes[key].shape, key
+        np.testing.assert_allclose(team[key], episodes[key], rtol=1e-5, atol=1e-5, err_msg=key)
+
+
 def test_vectorized_gae_against_a_naive_walk():
     """Fixed numbers: one env truncated at t=1 (bootstraps from its final state's value),
     one terminated at t=2 (no bootstrap), both cut at the end (bootstrap)."""
@@ -140,10 +194,11 @@ def test_vectorized_gae_against_a_naive_walk():
 
 def test_sampling_choice_is_validated_and_reported(ray_session):
     assert small_config().sampling_path() == "team"
-    recurrent = small_config(use_recurrent_policy=True)
-    assert recurrent.sampling_path() == "episodes"
-    with pytest.raises(ValueError, match="sampling='team' is not available for this config: recurrent"):
-        small_config(use_recurrent_policy=True).env_runners(sampling="team").validate()
+    assert small_config(use_recurrent_policy=True).sampling_path() == "team"
+    off_policy = HATD3Config().environment("harl_mpe", env_config={"task": "simple_spread_v3"})
+    assert off_policy.sampling_path() == "episodes"
+    with pytest.raises(ValueError, match="sampling='team' is not available for this config: the off-policy"):
+        off_policy.env_runners(sampling="team").validate()
     with pytest.raises(ValueError, match="`sampling` must be"):
         small_config().env_runners(sampling="fast").validate()
     algo = small_config(batch=100, num_epochs=1, critic_epoch=1).build_algo()

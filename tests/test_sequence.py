@@ -9,7 +9,7 @@ from ray.rllib.core.columns import Columns
 
 from harl_rllib.algorithms.happo.torch.happo_torch_learner import HAPPOTorchLearner
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE
-from harl_rllib.core.team_batch import ENV_T, EPS_INDEX
+from harl_rllib.core.fragments import ENV_T, EPS_INDEX
 
 from conftest import small_config
 

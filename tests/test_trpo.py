@@ -12,7 +12,7 @@ from torch.func import functional_call
 from harl_rllib.algorithms.hatrpo import HATRPOConfig
 from harl_rllib.algorithms.hatrpo.torch.hatrpo_torch_learner import KL, REJECTED
 from harl_rllib.core.actor import HAActorTorchRLModule
-from harl_rllib.core.team_batch import ALIVE
+from harl_rllib.core.fragments import ALIVE
 from harl_rllib.core.trpo import conjugate_gradient, fisher_vector_product, kl_from_dist_inputs
 
 from conftest import small_config

@@ -9,6 +9,14 @@ from harl_rllib.envs.contract import EPISODE_STATS_KEY
 TEAM_RETURN = "team_episode_return_mean"
 
 
+def log_team_episode(metrics_logger, team_return: float, stats: dict | None) -> None:
+    """One finished episode's team return and env stats (`episode_stats`, e.g. battle_won),
+    on both sampling paths."""
+    metrics_logger.log_value(TEAM_RETURN, team_return, reduce="mean", window=100)
+    for key, value in (stats or {}).items():
+        metrics_logger.log_value(key, float(value), reduce="mean", window=100)
+
+
 class TeamMetricsCallback(RLlibCallback):
     """Logs `team_episode_return_mean` (HARL's "average episode reward") and env stats.
 
@@ -22,16 +30,11 @@ class TeamMetricsCallback(RLlibCallback):
         if metrics_logger is None:
             return
         returns = [sa.get_return() for sa in episode.agent_episodes.values()]
-        if returns:
-            team = sum(returns) / len(returns)
-            for chunk in prev_episode_chunks or []:
-                earlier = [sa.get_return() for sa in chunk.agent_episodes.values()]
-                team += sum(earlier) / len(earlier) if earlier else 0.0
-            metrics_logger.log_value(TEAM_RETURN, team, reduce="mean", window=100)
-        for sa in episode.agent_episodes.values():
-            info = sa.get_infos(-1)
-            stats = info.get(EPISODE_STATS_KEY) if isinstance(info, dict) else None
-            if stats:
-                for key, value in stats.items():
-                    metrics_logger.log_value(key, float(value), reduce="mean", window=100)
-            break
+        if not returns:
+            return
+        team = sum(returns) / len(returns)
+        for chunk in prev_episode_chunks or []:
+            earlier = [sa.get_return() for sa in chunk.agent_episodes.values()]
+            team += sum(earlier) / len(earlier) if earlier else 0.0
+        info = next(iter(episode.agent_episodes.values())).get_infos(-1)
+        log_team_episode(metrics_logger, team, info.get(EPISODE_STATS_KEY) if isinstance(info, dict) else None)

@@ -418,8 +418,6 @@ class HAConfig(TeamConfig):
     def team_path_blocker(self) -> str | None:
         from harl_rllib.core.env_runner import env_class, vector_env_factory
 
-        if self.use_recurrent_policy:
-            return "recurrent policies sample episodes for now"
         if vector_env_factory(self.env) is not None and not getattr(env_class(self.env), "team_vector_env", False):
             return f"{self.env!r} steps its own batched vector env without the team-step interface"
         return None

@@ -5,7 +5,7 @@ the joint advantage is computed and the critic is trained after the actors.
 
 With `use_recurrent_policy` a GRU follows the MLP base (HARL's recurrent V-critic). No
 env runner records its states, so the team batch builder runs it over each trajectory
-in order (see team_batch.py) and the critic trains on chunks from those states.
+in order (see core/fragments.py) and the critic trains on chunks from those states.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -87,6 +87,22 @@ class TeamValueChecker:
         for agent, r in (rewards or {}).items():
             if not math.isfinite(r):
                 self._fail(f"a non-finite reward {r!r} for agent {agent!r}", where)
+
+    def check_arrays(self, reward: np.ndarray, states: Sequence[np.ndarray], obs: dict, *, where) -> None:
+        """One batched step of B envs (an env's own vector step, e.g. SMAX): team rewards (B,),
+        global states (B, ...) and observations {agent: {key: (B, ...)}}; `where(b)` says which
+        env and step, for the error."""
+        if not _finite(reward):
+            self._fail("a non-finite team reward", where(int(np.flatnonzero(~np.isfinite(reward))[0])))
+        for x in states:
+            if not _finite(x):
+                bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+                self._fail("a non-finite global state", where(int(np.flatnonzero(bad)[0])))
+        for agent, parts in obs.items():
+            for key, x in parts.items():
+                if not _finite(x):
+                    bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
+                    self._fail(f"a non-finite {_label(agent, key)}", where(int(np.flatnonzero(bad)[0])))
 
     def _fail(self, what: str, where: str) -> None:
         raise EnvValueError(

@@ -120,19 +120,24 @@ class HAEnvRunner(MultiAgentEnvRunner):
             what,
         )
 
-    def _check_values(self, obs: list, infos: list, rewards: list | None) -> None:
-        """Non-finite values and wrong shapes in one vector step (see core/env_checks.py)."""
-        if not self.config.check_env_values:
-            return
+    @property
+    def checker(self) -> TeamValueChecker:
+        """The env-boundary check of this runner's envs (built once per env)."""
         if self._checker is None:
             env = self.env.envs[0].unwrapped
             spaces = {a: env.get_observation_space(a) for a in env.possible_agents}
             self._checker = TeamValueChecker(describe_env(self.config), spaces)
+        return self._checker
+
+    def _check_values(self, obs: list, infos: list, rewards: list | None) -> None:
+        """Non-finite values and wrong shapes in one vector step (see core/env_checks.py)."""
+        if not self.config.check_env_values:
+            return
         episodes = getattr(self, "_ongoing_episodes", None) or [None] * len(obs)
         for i, (o, info) in enumerate(zip(obs, infos, strict=True)):
             step = "reset" if rewards is None else f"step {getattr(episodes[i], 'env_t', -1) + 1} of its episode"
             where = f"env runner {self.worker_index}, env {i}, {step}"
-            self._checker.check(o, info, None if rewards is None else rewards[i], where=where)
+            self.checker.check(o, info, None if rewards is None else rewards[i], where=where)
 
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
         state = super().get_state(components, not_components=not_components, **kwargs)

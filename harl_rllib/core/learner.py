@@ -13,7 +13,7 @@ cannot express "agent i trains on what agents before it have already done". So
 Subclasses implement only `actor_step` (HAPPO: clipped, HAA2C: unclipped, HATRPO:
 natural gradient).
 
-Recurrent policies (see team_batch.py for the layout): the same loop on the sequence
+Recurrent policies (see core/fragments.py for the layout): the same loop on the sequence
 layout. Every log-probability (old, new, the factor's, the loss's) comes from
 `dist_inputs`, which runs the actor's GRU over whole sequences from their recorded
 `state_in`, so M and the ratios are computed on the same sequences in the same row order
@@ -44,9 +44,9 @@ from ray.rllib.utils.metrics import (
 from harl_rllib.core.actor import HIDDEN
 from harl_rllib.core.advantages import standardize_masked
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+from harl_rllib.core.fragments import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS, RecurrentBatcher
 from harl_rllib.core.losses import masked_mean, value_loss
-from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
-from harl_rllib.sampling.rollout import TeamRollout, rollout_team_batch
+from harl_rllib.sampling.rollout import TeamRollout, rollout_fragments, rollout_team_batch
 
 FACTOR_MEAN = "factor_mean"
 NONFINITE_SKIPPED = "num_nonfinite_updates_skipped"
@@ -224,6 +224,19 @@ class HATorchLearner(TeamTorchLearner):
         self.last_factors: dict[str, torch.Tensor] = {}
         self.last_order: list[str] = []
         self.last_advantages: dict[str, torch.Tensor] = {}
+        # Team rollouts of recurrent actors are batched by episode piece (core/fragments.py),
+        # with the critic's GRU states carried from one rollout to the next.
+        self._recurrent_batcher = (
+            RecurrentBatcher(
+                agents=self.config.get_team_spec().agents,
+                gamma=self.config.gamma,
+                lambda_=self.config.lambda_,
+                chunk_length=self.seq_len,
+                device=self._device,
+            )
+            if self.seq_len
+            else None
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """The last update as numpy (order, advantages, factors, weights): for tests and
@@ -280,6 +293,11 @@ class HATorchLearner(TeamTorchLearner):
     def build_team_batch(self, samples: list) -> dict:
         """The team batch (numpy) of the env runners' samples: team rollouts (sampling/rollout.py)
         or RLlib's episodes (the team batch builder, core/team_batch.py)."""
+        if samples and isinstance(samples[0], TeamRollout) and self._recurrent_batcher is not None:
+            critic = self.module[CRITIC_MODULE_ID].unwrapped()
+            spec = self.config.get_team_spec()
+            fragments = rollout_fragments(samples, agents=spec.agents, state_type=self.config.state_type)
+            return self._recurrent_batcher(critic, fragments, self.metrics)
         if samples and isinstance(samples[0], TeamRollout):
             return rollout_team_batch(
                 samples,

@@ -40,6 +40,7 @@ from ray.rllib.utils.metrics import (
 )
 
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE
+from harl_rllib.core.fragments import ALIVE
 from harl_rllib.core.learner import TeamTorchLearner
 from harl_rllib.core.off_policy_modules import encode_actions, polyak_update
 from harl_rllib.core.replay import (
@@ -51,7 +52,6 @@ from harl_rllib.core.replay import (
     TeamReplayBuffer,
     episode_transitions,
 )
-from harl_rllib.core.team_batch import ALIVE
 
 REPLAY = "harl_replay"
 TOTAL_IT = "harl_total_it"

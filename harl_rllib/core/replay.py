@@ -28,7 +28,8 @@ import numpy as np
 import tree
 from ray.rllib.core.columns import Columns
 
-from harl_rllib.core.team_batch import ALIVE, _stack, agent_steps, team_states, team_terminated
+from harl_rllib.core.fragments import ALIVE
+from harl_rllib.core.team_batch import _stack, agent_steps, team_states, team_terminated
 
 NEXT_OBS = "next_obs"
 NEXT_STATE = "next_state"

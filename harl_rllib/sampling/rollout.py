@@ -13,7 +13,7 @@ lays out its chunks one after the other.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,7 @@ import tree
 from ray.rllib.core.columns import Columns
 
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
-from harl_rllib.core.team_batch import ADVANTAGES, ALIVE, ENV_T, EPS_INDEX, VALUE_TARGETS
+from harl_rllib.core.fragments import ADVANTAGES, ALIVE, ENV_T, EPS_INDEX, VALUE_TARGETS, Fragment
 
 
 @dataclass
@@ -34,7 +34,10 @@ class TeamRollout:
     rewards: (T, B, n) in team order; terminated, truncated: (T, B) (an env never reports
     both); state: (T, B, k, S), the global state at each step (k = 1 EP, n FP);
     next_state: (T, B, k, S), the state after each step in the same episode (the final
-    state where the episode ended, the bootstrap state at the rollout's last step).
+    state where the episode ended, the bootstrap state at the rollout's last step);
+    episode_id, env_t: (T, B) int64, each step's episode (unique across env runners) and its
+    step in that episode; actor_states[agent]: (T, B, layers, H), a recurrent actor's GRU
+    state before each step (empty for feed-forward actors).
     """
 
     agents: tuple[str, ...]
@@ -47,6 +50,9 @@ class TeamRollout:
     truncated: np.ndarray
     state: np.ndarray
     next_state: np.ndarray
+    episode_id: np.ndarray
+    env_t: np.ndarray
+    actor_states: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -81,6 +87,9 @@ class TeamRollout:
             truncated=pick(self.truncated),
             state=pick(self.state),
             next_state=pick(self.next_state),
+            episode_id=pick(self.episode_id),
+            env_t=pick(self.env_t),
+            actor_states={a: pick(x) for a, x in self.actor_states.items()},
         )
 
 
@@ -189,3 +198,43 @@ def rollout_team_batch(
     result = {a: tree.map_structure(lambda *xs: np.concatenate(xs), *rows) for a, rows in out.items()}
     result[CRITIC_MODULE_ID] = {key: np.concatenate(val).astype(np.float32) for key, val in crit.items()}
     return result
+
+
+def rollout_fragments(rollouts: Sequence[TeamRollout], *, agents: Sequence[str], state_type: str) -> list[Fragment]:
+    """The episode pieces of rollouts as fragments (core/fragments.py), env by env: the recurrent
+    layout cuts its chunks per episode and carries the critic's state from one piece of an
+    episode to the next. A Python loop over episode pieces, not over steps."""
+    fragments, index = [], 0
+    for r in rollouts:
+        T, B = r.shape
+        rewards = r.rewards.mean(axis=2, keepdims=True) if state_type == "EP" else r.rewards
+        ended = r.terminated | r.truncated
+        for b in range(B):
+            bounds = [0, *(np.flatnonzero(ended[:-1, b]) + 1), T]
+            for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+                n = e - s
+                rows = {
+                    a: {
+                        Columns.OBS: tree.map_structure(lambda x: x[s:e, b], r.obs[a]),  # noqa: B023
+                        Columns.ACTIONS: r.actions[a][s:e, b],
+                        Columns.ACTION_LOGP: r.logp[a][s:e, b],
+                        ALIVE: r.alive[a][s:e, b],
+                        EPS_INDEX: np.full(n, index, np.int64),
+                        ENV_T: np.arange(n, dtype=np.int64),
+                    }
+                    for a in agents
+                }
+                fragments.append(
+                    Fragment(
+                        rows=rows,
+                        states=np.concatenate([r.state[s:e, b], r.next_state[e - 1, b][None]]),
+                        rewards=rewards[s:e, b],
+                        terminated=bool(r.terminated[e - 1, b]),
+                        done=bool(ended[e - 1, b]),
+                        episode=int(r.episode_id[s, b]),
+                        t0=int(r.env_t[s, b]),
+                        actor_states={a: r.actor_states[a][s:e, b] for a in agents} if r.actor_states else None,
+                    )
+                )
+                index += 1
+    return fragments

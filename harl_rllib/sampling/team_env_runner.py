@@ -16,6 +16,7 @@ same on both paths. Configs whose `sampling_path()` is "episodes" use RLlib's lo
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from typing import Any
@@ -36,10 +37,12 @@ from ray.rllib.utils.metrics import (
     NUM_MODULE_STEPS_SAMPLED,
     NUM_MODULE_STEPS_SAMPLED_LIFETIME,
 )
+from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-from harl_rllib.core.callbacks import TEAM_RETURN
-from harl_rllib.core.env_checks import EnvValueError, TeamValueChecker, describe_env
+from harl_rllib.core.actor import HIDDEN
+from harl_rllib.core.callbacks import log_team_episode
+from harl_rllib.core.env_checks import EnvValueError, describe_env
 from harl_rllib.core.env_runner import HAEnvRunner
 from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY
 from harl_rllib.sampling.rollout import TeamRollout
@@ -66,14 +69,26 @@ class TeamEnvRunner(HAEnvRunner):
             )
         T = max(1, math.ceil(num_timesteps / self.num_envs))
         while True:
-            if force_reset or self._needs_initial_reset or self._team is None:
-                self._team_reset()
-                force_reset = False
             try:
+                if force_reset or self._needs_initial_reset or self._team is None:
+                    self._team_reset()
+                    force_reset = False
                 batched = hasattr(self.env, "team_step")
                 return [self._batched_rollout(T, explore) if batched else self._team_rollout(T, explore)]
             except _EnvFailed:
                 self.make_env()  # RLlib's recovery: rebuild the envs, reset (seeded) and sample again
+
+    @contextlib.contextmanager
+    def _env_call(self, call: str):
+        """A sub-env's reset or step: a failure is counted (`_env_failed`: bounded) and restarts
+        the rollout."""
+        try:
+            yield
+        except Exception as e:
+            if call == "step":
+                self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
+            self._env_failed(e, call)
+            raise _EnvFailed from e
 
     # ---- set-up -------------------------------------------------------------------------
 
@@ -85,14 +100,17 @@ class TeamEnvRunner(HAEnvRunner):
         for a in agents:
             by_module.setdefault(self.config.module_for(a), []).append(a)
         env = self.env.envs[0].unwrapped
-        spaces = {a: env.get_observation_space(a) for a in agents}
-        if self._checker is None:
-            self._checker = TeamValueChecker(describe_env(self.config), spaces)
+        # A recurrent actor's initial GRU state (layers, H); feed-forward actors have none.
+        initial = {}
+        for mid, members in by_module.items():
+            state = self.module[mid].get_initial_state()
+            if state:
+                initial |= dict.fromkeys(members, np.asarray(convert_to_numpy(state)[HIDDEN], np.float32))
         return {
             "agents": agents,
+            "initial_states": initial,
             "index": {a: i for i, a in enumerate(agents)},
             "by_module": by_module,
-            "obs_spaces": spaces,
             "action_spaces": {a: env.get_action_space(a) for a in agents},
             "has_state": spec.has_state,
             "fp": self.config.state_type == "FP",
@@ -103,11 +121,8 @@ class TeamEnvRunner(HAEnvRunner):
         seed = self._seed if self._needs_initial_reset else None
         layout = self._team_layout()
         if hasattr(self.env, "team_step"):  # an env that steps the team as arrays itself (SMAX)
-            try:
+            with self._env_call("reset"):
                 view, obs, infos = self.env.team_reset(seed), None, None
-            except Exception as e:
-                self._env_failed(e, "reset")
-                raise _EnvFailed from e
         else:
             view = None
             obs, infos = self._try_env_reset(seed=seed)
@@ -122,7 +137,22 @@ class TeamEnvRunner(HAEnvRunner):
             "lengths": np.zeros(B, np.int64),
             "started": [time.time()] * B,
             "ended": [False] * B,
+            "episode": np.array([self._new_episode_id() for _ in range(B)], np.int64),
+            "h": {a: np.repeat(h[None], B, axis=0) for a, h in layout["initial_states"].items()},
         }
+
+    def _new_episode_id(self) -> int:
+        """An id no other episode of this run has (env runners count apart): keys the critic's
+        GRU state carried from one rollout to the next (core/fragments.py)."""
+        self._episodes_started = getattr(self, "_episodes_started", 0) + 1
+        return (self.worker_index << 40) + self._episodes_started
+
+    def _episode_started(self, b: int) -> None:
+        """Env b starts a new episode: a new id, the actors' initial GRU states."""
+        c = self._team
+        c["episode"][b] = self._new_episode_id()
+        for a, h in c["initial_states"].items():
+            c["h"][a][b] = h
 
     # ---- the loop -----------------------------------------------------------------------
 
@@ -131,7 +161,7 @@ class TeamEnvRunner(HAEnvRunner):
         agents, B = c["agents"], self.num_envs
         first = c["obs"][0]
         arrays = self._allocate(T, {a: first[a] for a in agents}, self._state_of(first, c["infos"][0]).shape)
-        obs, alive, state, actions, logp = (arrays[k] for k in ("obs", "alive", "state", "actions", "logp"))
+        obs, alive, state = (arrays[k] for k in ("obs", "alive", "state"))
         dict_obs = {a: isinstance(obs[a], dict) for a in agents}
         for t in range(T):
             for b in range(B):
@@ -148,7 +178,8 @@ class TeamEnvRunner(HAEnvRunner):
                         obs[a][t, b] = o[a]
                     alive[a][t, b] = float((info.get(a) or {}).get(ALIVE_KEY, True))
                 state[t, b] = self._state_of(o, info)
-            to_env = self._compute_actions(obs, t, explore, actions, logp, T)
+            arrays["episode_id"][t], arrays["env_t"][t] = c["episode"], c["lengths"]
+            to_env = self._compute_actions(obs, t, explore, arrays, T)
             with self.metrics.log_time(ENV_STEP_TIMER):  # the B envs' step, as RLlib times its vector env
                 for b in range(B):
                     action = {a: to_env[a][b] for a in agents}
@@ -173,6 +204,11 @@ class TeamEnvRunner(HAEnvRunner):
             "truncated": np.zeros((T, B), bool),
             "state": np.empty((T, B, *state_shape), np.float32),
             "next_state": np.empty((T, B, *state_shape), np.float32),
+            "episode_id": np.empty((T, B), np.int64),
+            "env_t": np.empty((T, B), np.int64),
+            "actor_states": {
+                a: np.empty((T, B, *h.shape), np.float32) for a, h in self._team["initial_states"].items()
+            },
         }
 
     def _batched_rollout(self, T: int, explore: bool) -> TeamRollout:
@@ -183,7 +219,7 @@ class TeamEnvRunner(HAEnvRunner):
         view = c["view"]
         first = {a: tree.map_structure(lambda x: x[0], view["obs"][a]) for a in agents}
         arrays = self._allocate(T, first, view["state"].shape[1:])
-        obs, alive, state, actions, logp = (arrays[k] for k in ("obs", "alive", "state", "actions", "logp"))
+        obs, alive, state = (arrays[k] for k in ("obs", "alive", "state"))
         rewards, terminated, truncated, next_state = (
             arrays[k] for k in ("rewards", "terminated", "truncated", "next_state")
         )
@@ -192,53 +228,36 @@ class TeamEnvRunner(HAEnvRunner):
                 tree.map_structure(lambda dst, src: dst.__setitem__(t, src), obs[a], view["obs"][a])  # noqa: B023
                 alive[a][t] = view["alive"][:, k]
             state[t] = view["state"]
-            to_env = self._compute_actions(obs, t, explore, actions, logp, T)
+            arrays["episode_id"][t], arrays["env_t"][t] = c["episode"], c["lengths"]
+            to_env = self._compute_actions(obs, t, explore, arrays, T)
             with self.metrics.log_time(ENV_STEP_TIMER):
-                try:
+                with self._env_call("step"):
                     step, view = self.env.team_step(np.stack([to_env[a] for a in agents], axis=1))
-                except Exception as e:
-                    self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
-                    self._env_failed(e, "step")
-                    raise _EnvFailed from e
             if self.config.check_env_values:
-                self._check_arrays(step, view, c["lengths"] + 1)
+                lengths = c["lengths"] + 1
+                self.checker.check_arrays(
+                    step["reward"],
+                    (step["next_state"], view["state"]),
+                    view["obs"],
+                    where=lambda b: f"env runner {self.worker_index}, env {b}, step {lengths[b]} of its episode",  # noqa: B023
+                )
             rewards[t] = step["reward"][:, None]
             terminated[t], truncated[t], next_state[t] = step["terminated"], step["truncated"], step["next_state"]
             c["returns"] += rewards[t]
             c["lengths"] += 1
             for b in np.flatnonzero(step["ended"]):
                 self._log_episode(int(b), {key: float(v[b]) for key, v in step["stats"].items()})
+                self._episode_started(int(b))  # restarted in the same call
         c["view"] = view
         self._log_steps(T * B)
         return TeamRollout(agents=tuple(agents), **arrays)
 
-    def _check_arrays(self, step: dict, view: dict, lengths: np.ndarray) -> None:
-        """The env-boundary check (core/env_checks.py) on a batched step: non-finite rewards,
-        observations and states raise, naming the env index and agent."""
-        name = describe_env(self.config)
-
-        def fail(what: str, b: int) -> None:
-            raise EnvValueError(
-                f"Env {name} returned {what} (env runner {self.worker_index}, env {b}, step {lengths[b]} of its "
-                "episode). Fix the env, or turn this check off with `config.environment(check_env_values=False)`."
-            )
-
-        if not np.isfinite(step["reward"]).all():
-            fail("a non-finite team reward", int(np.flatnonzero(~np.isfinite(step["reward"]))[0]))
-        for label, x in (("global state", step["next_state"]), ("global state", view["state"])):
-            bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-            if bad.any():
-                fail(f"a non-finite {label}", int(np.flatnonzero(bad)[0]))
-        for a, parts in view["obs"].items():
-            for key, x in parts.items():
-                bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
-                if bad.any():
-                    fail(f"a non-finite observation[{key!r}] of agent {a!r}", int(np.flatnonzero(bad)[0]))
-
-    def _compute_actions(self, obs: dict, t: int, explore: bool, actions: dict, logp: dict, T: int) -> dict:
+    def _compute_actions(self, obs: dict, t: int, explore: bool, arrays: dict, T: int) -> dict:
         """One forward per actor module over all B envs (its agents stacked); actions sampled
-        in torch (the mode when not exploring), written into `actions`/`logp` at step t."""
+        in torch (the mode when not exploring), written into the rollout's arrays at step t.
+        A recurrent actor steps from the GRU states carried per env (recorded before the step)."""
         c, B = self._team, self.num_envs
+        actions, logp = arrays["actions"], arrays["logp"]
         for mid, members in c["by_module"].items():
             module = self.module[mid]
             device = next(module.parameters()).device  # a GPU with num_gpus_per_env_runner > 0
@@ -246,24 +265,36 @@ class TeamEnvRunner(HAEnvRunner):
                 lambda *xs, device=device: torch.from_numpy(np.concatenate(xs)).to(device),
                 *[tree.map_structure(lambda arr: arr[t], obs[a]) for a in members],
             )
+            batch = {Columns.OBS: x}
+            recurrent = members[0] in c["h"]
+            if recurrent:
+                batch[Columns.OBS] = tree.map_structure(lambda v: v[:, None], x)  # a time axis of 1
+                h = np.concatenate([c["h"][a] for a in members])
+                batch[Columns.STATE_IN] = {HIDDEN: torch.from_numpy(h).to(device)}
             with torch.no_grad():
+                out = module.forward_exploration(batch) if explore else module.forward_inference(batch)
+                inputs = out[Columns.ACTION_DIST_INPUTS]
+                if recurrent:
+                    inputs = inputs[:, 0]
                 if explore:
-                    out = module.forward_exploration({Columns.OBS: x})
-                    dist = module.get_exploration_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                    dist = module.get_exploration_action_dist_cls().from_logits(inputs)
                     sampled = dist.sample()
                     sampled_logp = dist.logp(sampled)
                 else:
-                    out = module.forward_inference({Columns.OBS: x})
-                    dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+                    dist = module.get_inference_action_dist_cls().from_logits(inputs)
                     sampled = dist.to_deterministic().sample()
                     sampled_logp = torch.zeros(sampled.shape[0])
             sampled, sampled_logp = sampled.cpu().numpy(), sampled_logp.cpu().numpy()
+            h_out = out[Columns.STATE_OUT][HIDDEN].cpu().numpy() if recurrent else None
             for j, a in enumerate(members):
                 rows = slice(j * B, (j + 1) * B)
                 if a not in actions:
                     actions[a] = np.empty((T, *sampled[rows].shape), sampled.dtype)
                 actions[a][t] = sampled[rows]
                 logp[a][t] = sampled_logp[rows]
+                if recurrent:
+                    arrays["actor_states"][a][t] = c["h"][a]
+                    c["h"][a] = h_out[rows]
         return {a: self._for_env(a, actions[a][t]) for a in c["agents"]}
 
     def _for_env(self, agent: str, action: np.ndarray) -> np.ndarray:
@@ -281,15 +312,11 @@ class TeamEnvRunner(HAEnvRunner):
         c = self._team
         rewards, terminated, truncated = arrays["rewards"], arrays["terminated"], arrays["truncated"]
         env = self.env.envs[b]
-        try:
+        with self._env_call("step"):
             o, r, term, trunc, info = env.step(action)
-        except Exception as e:
-            self.metrics.log_value(NUM_ENV_STEP_FAILURES_LIFETIME, 1, reduce="lifetime_sum")
-            self._env_failed(e, "step")
-            raise _EnvFailed from e
         length = int(c["lengths"][b]) + 1
         if self.config.check_env_values:
-            self._checker.check(
+            self.checker.check(
                 o, info, r, where=f"env runner {self.worker_index}, env {b}, step {length} of its episode"
             )
         for a, value in r.items():
@@ -310,14 +337,12 @@ class TeamEnvRunner(HAEnvRunner):
         whose episode ends a rollout is checkpointed before its reset draws the next start, so a
         resumed run draws the same start (exact resume, as on the episode path)."""
         c = self._team
-        try:
+        with self._env_call("reset"):
             o, info = self.env.envs[b].reset()
-        except Exception as e:
-            self._env_failed(e, "reset")
-            raise _EnvFailed from e
         if self.config.check_env_values:
-            self._checker.check(o, info, None, where=f"env runner {self.worker_index}, env {b}, reset")
+            self.checker.check(o, info, None, where=f"env runner {self.worker_index}, env {b}, reset")
         c["obs"][b], c["infos"][b], c["ended"][b] = o, info, False
+        self._episode_started(b)
 
     def _state_of(self, obs: dict, info: dict) -> np.ndarray:
         """(k, S): info['state'] of the first agent (EP) or of each agent (FP), or without an
@@ -372,9 +397,7 @@ class TeamEnvRunner(HAEnvRunner):
         )
         self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
         self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
-        self.metrics.log_value(TEAM_RETURN, float(returns.mean()), reduce="mean", window=100)
-        for key, value in (stats or {}).items():
-            self.metrics.log_value(key, float(value), reduce="mean", window=100)
+        log_team_episode(self.metrics, float(returns.mean()), stats)
         c["returns"][b] = 0.0
         c["lengths"][b] = 0
         c["started"][b] = time.time()
