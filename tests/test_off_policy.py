@@ -377,4 +377,4 @@ def test_time_limit_is_not_a_termination_in_replay_or_gae():
         rows = episode_transitions(ep, agents, has_state=True)
         assert rows[TERMINATED][:-1].sum() == 0 and rows[TERMINATED][-1] == terminal
         builder = TeamBatchBuilder(agents=agents, gamma=0.99, lambda_=0.95, has_state=True)
-        assert builder._episode_arrays(ep, 0)[3] is bool(terminal)
+        assert builder._fragment(ep, 0, rl_module=None).terminated is bool(terminal)

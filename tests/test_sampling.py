@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from ray.rllib.core.columns import Columns
 
-from harl_rllib import HAPPOConfig, HATD3Config
+from harl_rllib import HAPPOConfig, HASACConfig, HATD3Config
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
 from harl_rllib.core.fragments import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS
+from harl_rllib.core.replay import NEXT_OBS, NEXT_STATE, REWARD, TERMINATED
 from harl_rllib.envs.toy import DistinctActionsEnv
 from harl_rllib.sampling import TeamRollout
 from harl_rllib.sampling.rollout import shard_rollouts, vectorized_gae
@@ -170,6 +171,48 @@ def test_recurrent_team_rollout_gives_the_episode_paths_team_batch(ray_session, 
         np.testing.assert_allclose(team[key], episodes[key], rtol=1e-5, atol=1e-5, err_msg=key)
 
 
+def _replay_rows(buffer) -> np.ndarray:
+    """Every stored transition with its n-step target (reward sum, γ^steps, terminated and the
+    bootstrap state of the last row reached), in a canonical row order."""
+    idx = np.arange(len(buffer))
+    data = buffer._data
+    ret, last, discount, term = buffer.nstep(idx)
+    cols = []
+    for a in sorted(k for k, v in data.items() if isinstance(v, dict)):
+        cols += [data[a][k][idx] for k in (Columns.OBS, NEXT_OBS, Columns.ACTIONS, ALIVE)]
+    cols += [data["state"][idx], data[NEXT_STATE][idx], data[REWARD][idx], data[TERMINATED][idx]]
+    cols += [ret, discount, term, data[NEXT_STATE][last]]
+    return _rows(cols)
+
+
+@pytest.mark.parametrize("cls", [HATD3Config, HASACConfig])
+def test_team_rollout_fills_the_replay_buffer_as_episodes_do(ray_session, cls):
+    """The off-policy family's replay from team rollouts holds the episode path's transitions
+    and 3-step targets: warm-up (uniform random actions) and exploring actors, 25-step episodes
+    truncated (bootstrap) and cut between sample() calls (linked across them)."""
+    rows = {}
+    for sampling in ("team", "episodes"):
+        config = (
+            cls()
+            .environment("harl_mpe", env_config={"task": "simple_spread_v3", "continuous_actions": True})
+            .env_runners(num_env_runners=0, num_envs_per_env_runner=2, sampling=sampling)
+            .debugging(seed=0)
+            .training(warmup_steps=40, n_step=3, buffer_size=1000, train_batch_size_per_learner=16)
+        )
+        algo = config.build_algo()
+        try:
+            learner = algo.learner_group._learner
+            for _ in range(3):  # 40 warm-up steps, then 2 × 40 with the actors
+                samples = algo.env_runner.sample(num_timesteps=40, random_actions=False)
+                assert isinstance(samples[0], TeamRollout) == (sampling == "team")
+                learner.update(episodes=samples, num_updates=0)
+            rows[sampling] = _replay_rows(learner.buffer)
+        finally:
+            algo.stop()
+    assert len(rows["team"]) == 120
+    np.testing.assert_allclose(rows["team"], rows["episodes"], rtol=1e-5, atol=1e-5)
+
+
 def test_vectorized_gae_against_a_naive_walk():
     """Fixed numbers: one env truncated at t=1 (bootstraps from its final state's value),
     one terminated at t=2 (no bootstrap), both cut at the end (bootstrap)."""
@@ -195,10 +238,20 @@ def test_vectorized_gae_against_a_naive_walk():
 def test_sampling_choice_is_validated_and_reported(ray_session):
     assert small_config().sampling_path() == "team"
     assert small_config(use_recurrent_policy=True).sampling_path() == "team"
-    off_policy = HATD3Config().environment("harl_mpe", env_config={"task": "simple_spread_v3"})
-    assert off_policy.sampling_path() == "episodes"
-    with pytest.raises(ValueError, match="sampling='team' is not available for this config: the off-policy"):
-        off_policy.env_runners(sampling="team").validate()
+    assert HATD3Config().environment("harl_mpe", env_config={"task": "simple_spread_v3"}).sampling_path() == "team"
+
+    class OwnVectorEnv(DistinctActionsEnv):
+        """Steps its own vector env, but not through the team-step interface."""
+
+        @classmethod
+        def make_vector_env(cls, env_context, num_envs):
+            raise AssertionError("never built here")
+
+    own = small_config().environment(OwnVectorEnv)
+    own.env_config = {}
+    assert own.sampling_path() == "episodes"
+    with pytest.raises(ValueError, match="sampling='team' is not available.*without the team-step interface"):
+        own.env_runners(sampling="team").validate()
     with pytest.raises(ValueError, match="`sampling` must be"):
         small_config().env_runners(sampling="fast").validate()
     algo = small_config(batch=100, num_epochs=1, critic_epoch=1).build_algo()

@@ -78,6 +78,9 @@ class TeamConfig(AlgorithmConfig):
     """What every HA config shares: the team read from the env, agent → module mapping,
     the env runner and callbacks, and the checks on env and parameter sharing."""
 
+    # Team rollouts hold each step's next observation (the off-policy family's replay needs it).
+    rollout_next_obs = False
+
     def __init__(self, algo_class=None) -> None:
         super().__init__(algo_class=algo_class)
         self.fixed_order = False
@@ -142,7 +145,11 @@ class TeamConfig(AlgorithmConfig):
 
     def team_path_blocker(self) -> str | None:
         """Why this config cannot sample team rollouts (None: it can)."""
-        return "the off-policy family samples episodes for now"
+        from harl_rllib.core.env_runner import env_class, vector_env_factory
+
+        if vector_env_factory(self.env) is not None and not getattr(env_class(self.env), "team_vector_env", False):
+            return f"{self.env!r} steps its own batched vector env without the team-step interface"
+        return None
 
     def fault_tolerance(
         self,
@@ -414,13 +421,6 @@ class HAConfig(TeamConfig):
         if actor_model is not NotProvided:
             self.actor_model = {**ACTOR_DEFAULTS, **actor_model}
         return self
-
-    def team_path_blocker(self) -> str | None:
-        from harl_rllib.core.env_runner import env_class, vector_env_factory
-
-        if vector_env_factory(self.env) is not None and not getattr(env_class(self.env), "team_vector_env", False):
-            return f"{self.env!r} steps its own batched vector env without the team-step interface"
-        return None
 
     def recurrent_model_config(self) -> dict[str, Any]:
         """The recurrent settings as every module's model_config carries them."""

@@ -174,6 +174,7 @@ class HAOffPolicyConfig(TeamConfig):
     # ---- modules ------------------------------------------------------------------
 
     actor_module_class = DeterministicActorTorchRLModule
+    rollout_next_obs = True
 
     def num_envs_total(self) -> int:
         return int(self.num_envs_per_env_runner) * max(1, int(self.num_env_runners or 0))

@@ -51,7 +51,9 @@ from harl_rllib.core.replay import (
     TERMINATED,
     TeamReplayBuffer,
     episode_transitions,
+    rollout_transitions,
 )
+from harl_rllib.sampling.rollout import TeamRollout
 
 REPLAY = "harl_replay"
 TOTAL_IT = "harl_total_it"
@@ -116,7 +118,11 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         self._check_is_built()
         self.before_gradient_based_update(timesteps=timesteps or {})
         self._weights_seq_no += 1
-        self.add_episodes(self.episodes_of(episodes or [], episodes_refs, training_data) or [])
+        samples = self.episodes_of(episodes or [], episodes_refs, training_data) or []
+        if samples and isinstance(samples[0], TeamRollout):
+            self.add_rollouts(samples)
+        else:
+            self.add_episodes(samples)
         if len(self.buffer) < self.config.train_batch_size_per_learner:
             num_updates = 0  # e.g. right after restoring a checkpoint: the buffer refills first
         for u in range(num_updates):
@@ -132,6 +138,16 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()
+
+    def add_rollouts(self, rollouts: Sequence[TeamRollout]) -> None:
+        """Store team rollouts' transitions, episode piece by episode piece."""
+        running = set()
+        for rollout in rollouts:
+            for rows, episode_id, done in rollout_transitions(rollout):
+                self.buffer.add(rows, episode_id, done)
+                if not done:
+                    running.add(episode_id)
+        self.buffer.forget(running)
 
     def add_episodes(self, episodes: Sequence[Any]) -> None:
         has_state = self.config.get_team_spec().has_state

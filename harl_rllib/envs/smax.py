@@ -306,16 +306,19 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
 
     def team_step(self, actions: np.ndarray) -> tuple[dict[str, Any], dict[str, Any]]:
         """Every battle one step, (B, n) actions; ended battles restart in the same call.
-        Returns (the step: reward (B,), terminated, truncated (B,), next_state (B, k, S), the
+        Returns (the step: reward (B,), terminated, truncated (B,), next_state (B, k, S) and
+        next_obs (the observations after the step, final ones where a battle ended), the
         episode stats (B,) of battles that ended; the view the team acts on next)."""
         final, nxt = self.team_env.engine.step_autoreset(np.asarray(actions, np.int32))
         done = final["done"].astype(bool)
         terminated = done & (final["won"].astype(bool) | final["lost"].astype(bool))
+        final_view = self._team_view(final)
         step = {
             "reward": final["reward"].astype(np.float32),
             "terminated": terminated,
             "truncated": done & ~terminated,
-            "next_state": self._team_view(final)["state"],
+            "next_state": final_view["state"],
+            "next_obs": final_view["obs"],
             "ended": done,
             "stats": {
                 "battle_won": final["won"].astype(np.float32),

@@ -37,7 +37,9 @@ class TeamRollout:
     state where the episode ended, the bootstrap state at the rollout's last step);
     episode_id, env_t: (T, B) int64, each step's episode (unique across env runners) and its
     step in that episode; actor_states[agent]: (T, B, layers, H), a recurrent actor's GRU
-    state before each step (empty for feed-forward actors).
+    state before each step (empty for feed-forward actors); next_obs[agent]: like obs, the
+    observation after each step in the same episode (the final one where the episode ended;
+    recorded for the off-policy family's replay only, else empty).
     """
 
     agents: tuple[str, ...]
@@ -53,6 +55,7 @@ class TeamRollout:
     episode_id: np.ndarray
     env_t: np.ndarray
     actor_states: dict[str, np.ndarray] = field(default_factory=dict)
+    next_obs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,6 +93,7 @@ class TeamRollout:
             episode_id=pick(self.episode_id),
             env_t=pick(self.env_t),
             actor_states={a: pick(x) for a, x in self.actor_states.items()},
+            next_obs={a: tree.map_structure(pick, o) for a, o in self.next_obs.items()},
         )
 
 

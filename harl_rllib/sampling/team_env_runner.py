@@ -209,6 +209,11 @@ class TeamEnvRunner(HAEnvRunner):
             "actor_states": {
                 a: np.empty((T, B, *h.shape), np.float32) for a, h in self._team["initial_states"].items()
             },
+            "next_obs": {
+                a: tree.map_structure(lambda x: np.empty((T, B, *np.shape(x)), np.float32), o)
+                for a, o in one_obs.items()
+                if self.config.rollout_next_obs
+            },
         }
 
     def _batched_rollout(self, T: int, explore: bool) -> TeamRollout:
@@ -243,6 +248,8 @@ class TeamEnvRunner(HAEnvRunner):
                 )
             rewards[t] = step["reward"][:, None]
             terminated[t], truncated[t], next_state[t] = step["terminated"], step["truncated"], step["next_state"]
+            for a, dst in arrays["next_obs"].items():
+                tree.map_structure(lambda d, x: d.__setitem__(t, x), dst, step["next_obs"][a])  # noqa: B023
             c["returns"] += rewards[t]
             c["lengths"] += 1
             for b in np.flatnonzero(step["ended"]):
@@ -258,6 +265,9 @@ class TeamEnvRunner(HAEnvRunner):
         A recurrent actor steps from the GRU states carried per env (recorded before the step)."""
         c, B = self._team, self.num_envs
         actions, logp = arrays["actions"], arrays["logp"]
+        # The run's env steps so far, counted as RLlib's runner does (warm-up, schedules).
+        runners = self.config.num_env_runners or 1
+        global_t = (self.num_env_steps_sampled_lifetime // runners + t * B) * runners
         for mid, members in c["by_module"].items():
             module = self.module[mid]
             device = next(module.parameters()).device  # a GPU with num_gpus_per_env_runner > 0
@@ -272,18 +282,22 @@ class TeamEnvRunner(HAEnvRunner):
                 h = np.concatenate([c["h"][a] for a in members])
                 batch[Columns.STATE_IN] = {HIDDEN: torch.from_numpy(h).to(device)}
             with torch.no_grad():
-                out = module.forward_exploration(batch) if explore else module.forward_inference(batch)
-                inputs = out[Columns.ACTION_DIST_INPUTS]
-                if recurrent:
-                    inputs = inputs[:, 0]
-                if explore:
-                    dist = module.get_exploration_action_dist_cls().from_logits(inputs)
-                    sampled = dist.sample()
-                    sampled_logp = dist.logp(sampled)
-                else:
-                    dist = module.get_inference_action_dist_cls().from_logits(inputs)
-                    sampled = dist.to_deterministic().sample()
+                out = module.forward_exploration(batch, t=global_t) if explore else module.forward_inference(batch)
+                if Columns.ACTIONS in out:  # the off-policy actors act themselves (noise, warm-up)
+                    sampled = out[Columns.ACTIONS]
                     sampled_logp = torch.zeros(sampled.shape[0])
+                else:
+                    inputs = out[Columns.ACTION_DIST_INPUTS]
+                    if recurrent:
+                        inputs = inputs[:, 0]
+                    if explore:
+                        dist = module.get_exploration_action_dist_cls().from_logits(inputs)
+                        sampled = dist.sample()
+                        sampled_logp = dist.logp(sampled)
+                    else:
+                        dist = module.get_inference_action_dist_cls().from_logits(inputs)
+                        sampled = dist.to_deterministic().sample()
+                        sampled_logp = torch.zeros(sampled.shape[0])
             sampled, sampled_logp = sampled.cpu().numpy(), sampled_logp.cpu().numpy()
             h_out = out[Columns.STATE_OUT][HIDDEN].cpu().numpy() if recurrent else None
             for j, a in enumerate(members):
@@ -325,6 +339,12 @@ class TeamEnvRunner(HAEnvRunner):
         terminated[t, b] = ended_by_term and not ended_by_trunc
         truncated[t, b] = ended_by_trunc
         arrays["next_state"][t, b] = self._state_of(o, info)
+        for a, dst in arrays["next_obs"].items():
+            if isinstance(dst, dict):
+                for key, part in dst.items():
+                    part[t, b] = o[a][key]
+            else:
+                dst[t, b] = o[a]
         c["returns"][b] += rewards[t, b]
         c["lengths"][b] = length
         if ended_by_term or ended_by_trunc:
