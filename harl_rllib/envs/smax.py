@@ -134,13 +134,42 @@ class SMAXEngine:
 
     def step_autoreset(self, actions: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """All envs one step with same-step auto-reset (see `_step_autoreset_one`); numpy out.
-        Compiled on first use (the team sampling path's step)."""
+        Compiled on first use (the team sampling path's step). The key is split inside the
+        compiled call, and its outputs come back as one float32 array (`_packed`): each jax
+        call and each array fetched from the device costs more than a 3m step's compute."""
         jax = self.jax
         if getattr(self, "_step_autoreset", None) is None:
-            self._step_autoreset = jax.jit(jax.vmap(self._step_autoreset_one))
-        self.key, sub = jax.random.split(self.key)
-        self.states, out = self._step_autoreset(jax.random.split(sub, self.num_envs), self.states, actions)
-        return jax.device_get(out)
+            self._step_autoreset = jax.jit(self._packed(jax.vmap(self._step_autoreset_one)))
+        self.key, self.states, flat = self._step_autoreset(self.key, self.states, actions)
+        return self._unpack(np.asarray(flat))
+
+    def _packed(self, step_all):
+        """`step_all(keys, states, actions)` as `(key, states, actions) → (next key, states, flat)`:
+        the per-env keys split from the engine's key (as `step` does outside), and every output
+        leaf flattened into one (B, X) float32 array, unpacked on the host by `_unpack`."""
+        jax = self.jax
+        import jax.numpy as jnp
+
+        def run(key, states, actions):
+            key, sub = jax.random.split(key)
+            states, out = step_all(jax.random.split(sub, self.num_envs), states, actions)
+            leaves, treedef = jax.tree.flatten(out)
+            self._layout = (treedef, [(leaf.shape[1:], np.dtype(leaf.dtype)) for leaf in leaves])
+            flat = jnp.concatenate([leaf.reshape(self.num_envs, -1).astype(jnp.float32) for leaf in leaves], axis=1)
+            return key, states, flat
+
+        return run
+
+    def _unpack(self, flat: np.ndarray):
+        """Inverse of `_packed`'s flattening: views into `flat`, cast back to their dtypes."""
+        treedef, specs = self._layout
+        leaves, offset = [], 0
+        for shape, dtype in specs:
+            size = int(np.prod(shape, dtype=np.int64))
+            part = flat[:, offset : offset + size].reshape(self.num_envs, *shape)
+            offset += size
+            leaves.append(part if dtype == np.float32 else (part > 0.5) if dtype == np.bool_ else part.astype(dtype))
+        return self.jax.tree.unflatten(treedef, leaves)
 
     def step(self, actions: np.ndarray, reset_mask: np.ndarray) -> dict[str, np.ndarray]:
         jax = self.jax

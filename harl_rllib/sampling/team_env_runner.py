@@ -106,8 +106,13 @@ class TeamEnvRunner(HAEnvRunner):
             state = self.module[mid].get_initial_state()
             if state:
                 initial |= dict.fromkeys(members, np.asarray(convert_to_numpy(state)[HIDDEN], np.float32))
+        devices = {}
+        for mid in by_module:
+            self.module[mid].eval()  # see `_compute_actions`
+            devices[mid] = next(self.module[mid].parameters()).device  # a GPU with num_gpus_per_env_runner > 0
         return {
             "agents": agents,
+            "devices": devices,
             "initial_states": initial,
             "index": {a: i for i, a in enumerate(agents)},
             "by_module": by_module,
@@ -269,12 +274,12 @@ class TeamEnvRunner(HAEnvRunner):
         runners = self.config.num_env_runners or 1
         global_t = (self.num_env_steps_sampled_lifetime // runners + t * B) * runners
         for mid, members in c["by_module"].items():
-            module = self.module[mid]
-            device = next(module.parameters()).device  # a GPU with num_gpus_per_env_runner > 0
-            x = tree.map_structure(
-                lambda *xs, device=device: torch.from_numpy(np.concatenate(xs)).to(device),
-                *[tree.map_structure(lambda arr: arr[t], obs[a]) for a in members],
-            )
+            module, device = self.module[mid], c["devices"][mid]
+            parts = [obs[a] for a in members]
+            if isinstance(parts[0], dict):
+                x = {k: torch.from_numpy(np.concatenate([p[k][t] for p in parts])).to(device) for k in parts[0]}
+            else:
+                x = torch.from_numpy(np.concatenate([p[t] for p in parts])).to(device)
             batch = {Columns.OBS: x}
             recurrent = members[0] in c["h"]
             if recurrent:
@@ -282,7 +287,13 @@ class TeamEnvRunner(HAEnvRunner):
                 h = np.concatenate([c["h"][a] for a in members])
                 batch[Columns.STATE_IN] = {HIDDEN: torch.from_numpy(h).to(device)}
             with torch.no_grad():
-                out = module.forward_exploration(batch, t=global_t) if explore else module.forward_inference(batch)
+                # The modules' own forward passes: RLlib's public wrappers switch every
+                # submodule to eval mode and back at each call (a third of a SMAX step);
+                # the modules are put in eval mode once, in `_team_layout`.
+                if explore:
+                    out = module._forward_exploration(batch, t=global_t)
+                else:
+                    out = module._forward_inference(batch)
                 if Columns.ACTIONS in out:  # the off-policy actors act themselves (noise, warm-up)
                     sampled = out[Columns.ACTIONS]
                     sampled_logp = torch.zeros(sampled.shape[0])
