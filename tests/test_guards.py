@@ -131,6 +131,29 @@ def test_value_checker_on_fixed_dicts():
         checker.check(ok_obs, {"a": {"state": np.array([0.0, np.nan])}}, None, where="here")
 
 
+def test_value_checker_on_a_batched_step():
+    """An env's own vector step (SMAX's team_step): team arrays of B = 4 envs, 2 agents; the
+    error names the env and the agent of the first bad value."""
+    checker = TeamValueChecker("'my_env'", {})
+    obs = {"obs": np.zeros((4, 2, 3), np.float32), "action_mask": np.ones((4, 2, 5), np.float32)}
+    reward, states = np.zeros(4, np.float32), (np.zeros((4, 1, 6), np.float32),)
+
+    def where(b: int) -> str:
+        return f"env {b}"
+
+    checker.check_arrays(reward, states, obs, ["a", "b"], where=where)
+    bad_obs = {**obs, "obs": obs["obs"].copy()}
+    bad_obs["obs"][2, 1, 0] = np.nan
+    with pytest.raises(EnvValueError, match=r"non-finite observation\['obs'\] of agent 'b' \(env 2\)"):
+        checker.check_arrays(reward, states, bad_obs, ["a", "b"], where=where)
+    with pytest.raises(EnvValueError, match=r"non-finite team reward \(env 3\)"):
+        checker.check_arrays(np.array([0, 0, 0, np.inf], np.float32), states, obs, ["a", "b"], where=where)
+    bad_state = np.zeros((4, 1, 6), np.float32)
+    bad_state[1, 0, 5] = -np.inf
+    with pytest.raises(EnvValueError, match=r"non-finite global state \(env 1\)"):
+        checker.check_arrays(reward, (bad_state,), obs, ["a", "b"], where=where)
+
+
 def test_nonfinite_updates_are_skipped_then_stop_training(ray_session):
     # With the env check off, every reward is NaN: every gradient step is non-finite.
     config = _faulty_config(crash_probability=1.0, fault="nan_reward")

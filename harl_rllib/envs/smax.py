@@ -358,7 +358,7 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
         return step, self._team_view(nxt)
 
     def _team_view(self, out: dict[str, np.ndarray]) -> dict[str, Any]:
-        """obs {agent: {"obs": (B, d), "action_mask": (B, A)}}, alive (B, n), state (B, k, S)
+        """obs {"obs": (B, n, d), "action_mask": (B, n, A)} (agents in team order), alive (B, n), state (B, k, S)
         (EP: the world state; FP: world state ⊕ the agent's observation ⊕ its one-hot id)."""
         env = self.team_env
         obs, avail, world = out["obs"], out["avail"], out["world_state"]
@@ -369,7 +369,7 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
             ids = np.broadcast_to(np.eye(n, dtype=np.float32), (B, n, n))
             state = np.concatenate([np.broadcast_to(world[:, None], (B, n, world.shape[-1])), obs, ids], axis=-1)
         return {
-            "obs": {a: {"obs": obs[:, k], "action_mask": avail[:, k]} for k, a in enumerate(env.possible_agents)},
+            "obs": {"obs": obs, "action_mask": avail},
             "alive": out["alive"].astype(np.float32),
             "state": np.ascontiguousarray(state, np.float32),
         }
