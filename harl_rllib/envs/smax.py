@@ -17,6 +17,7 @@ the 9–37 s XLA compile.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -68,7 +69,7 @@ class SMAXEngine:
     """B SMAX envs stepped by one jitted vmapped call, with next-step auto-reset.
 
     `step(actions, reset_mask)` steps the envs not in `reset_mask` and resets those in
-    it, in the same call; it returns numpy arrays only (one device→host transfer).
+    it, in the same call; it returns numpy arrays only (one device→host transfer, `_packed`).
     """
 
     def __init__(self, task: str, num_envs: int, env_kwargs: dict[str, Any], seed: int | None) -> None:
@@ -79,7 +80,7 @@ class SMAXEngine:
         self.n = self.env.num_allies
         self.allies = list(self.env.agents)
         self.key = jax.random.PRNGKey(0 if seed is None else seed)
-        self._step = jax.jit(jax.vmap(self._step_one))
+        self._step = self._packed(jax.vmap(self._step_one))
         self.states = None
 
     def _view(self, state):
@@ -139,44 +140,48 @@ class SMAXEngine:
         call and each array fetched from the device costs more than a 3m step's compute."""
         jax = self.jax
         if getattr(self, "_step_autoreset", None) is None:
-            self._step_autoreset = jax.jit(self._packed(jax.vmap(self._step_autoreset_one)))
-        self.key, self.states, flat = self._step_autoreset(self.key, self.states, actions)
-        return self._unpack(np.asarray(flat))
+            self._step_autoreset = self._packed(jax.vmap(self._step_autoreset_one))
+        self.key, self.states, out = self._step_autoreset(self.key, self.states, actions)
+        return out
 
     def _packed(self, step_all):
-        """`step_all(keys, states, actions)` as `(key, states, actions) → (next key, states, flat)`:
-        the per-env keys split from the engine's key (as `step` does outside), and every output
-        leaf flattened into one (B, X) float32 array, unpacked on the host by `_unpack`."""
+        """`step_all(keys, states, *args)` compiled as `(key, states, *args) → (next key, states,
+        outputs as numpy)`: the per-env keys are split from the engine's key inside the call, and
+        every output leaf comes back flattened into one (B, X) float32 array, unpacked here."""
         jax = self.jax
         import jax.numpy as jnp
 
-        def run(key, states, actions):
+        layout: list = []  # (treedef, [(shape, dtype) per leaf]), known once traced
+
+        def run(key, states, *args):
             key, sub = jax.random.split(key)
-            states, out = step_all(jax.random.split(sub, self.num_envs), states, actions)
+            states, out = step_all(jax.random.split(sub, self.num_envs), states, *args)
             leaves, treedef = jax.tree.flatten(out)
-            self._layout = (treedef, [(leaf.shape[1:], np.dtype(leaf.dtype)) for leaf in leaves])
+            layout[:] = [(treedef, [(leaf.shape[1:], np.dtype(leaf.dtype)) for leaf in leaves])]
             flat = jnp.concatenate([leaf.reshape(self.num_envs, -1).astype(jnp.float32) for leaf in leaves], axis=1)
             return key, states, flat
 
-        return run
+        compiled = jax.jit(run)
 
-    def _unpack(self, flat: np.ndarray):
-        """Inverse of `_packed`'s flattening: views into `flat`, cast back to their dtypes."""
-        treedef, specs = self._layout
-        leaves, offset = [], 0
-        for shape, dtype in specs:
-            size = int(np.prod(shape, dtype=np.int64))
-            part = flat[:, offset : offset + size].reshape(self.num_envs, *shape)
-            offset += size
-            leaves.append(part if dtype == np.float32 else (part > 0.5) if dtype == np.bool_ else part.astype(dtype))
-        return self.jax.tree.unflatten(treedef, leaves)
+        def call(key, states, *args):
+            key, states, flat = compiled(key, states, *args)
+            flat = np.asarray(flat)
+            treedef, specs = layout[0]
+            leaves, offset = [], 0
+            for shape, dtype in specs:
+                size = math.prod(shape)
+                part = flat[:, offset : offset + size].reshape(self.num_envs, *shape)
+                offset += size
+                leaves.append(
+                    part if dtype == np.float32 else (part > 0.5) if dtype == np.bool_ else part.astype(dtype)
+                )
+            return key, states, jax.tree.unflatten(treedef, leaves)
+
+        return call
 
     def step(self, actions: np.ndarray, reset_mask: np.ndarray) -> dict[str, np.ndarray]:
-        jax = self.jax
-        self.key, sub = jax.random.split(self.key)
-        keys = jax.random.split(sub, self.num_envs)
-        self.states, out = self._step(keys, self.states, actions, reset_mask)
-        return jax.device_get(out)
+        self.key, self.states, out = self._step(self.key, self.states, actions, reset_mask)
+        return out
 
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Reset all envs. The first call compiles; the second warms the step-after-reset path."""

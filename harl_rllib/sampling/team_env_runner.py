@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import tree
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.env.env_runner import NUM_ENV_STEP_FAILURES_LIFETIME
 from ray.rllib.utils.metrics import (
     ENV_STEP_TIMER,
@@ -60,6 +61,26 @@ from harl_rllib.sampling.rollout import TeamRollout
 
 class _EnvFailed(Exception):
     """A sub-env raised; the rollout restarts (as RLlib's loop does)."""
+
+
+def draw_actions(module: Any, inputs: torch.Tensor, explore: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Actions from an actor's distribution inputs, and their log-probabilities (zeros for the
+    mode, when not exploring). A categorical is drawn here the way RLlib's TorchCategorical
+    draws it (torch's Categorical: logits normalized by logsumexp, their softmax, one multinomial
+    draw with replacement), so both paths draw the same actions from one seed, without building
+    two distribution objects per module and step (half of the actors' time on SMAX)."""
+    cls = module.get_exploration_action_dist_cls() if explore else module.get_inference_action_dist_cls()
+    if cls is TorchCategorical:
+        logits = inputs - inputs.logsumexp(dim=-1, keepdim=True)
+        if not explore:
+            return logits.argmax(dim=-1), torch.zeros(len(logits))
+        sampled = torch.multinomial(torch.softmax(logits, dim=-1), 1, True).squeeze(-1)
+        return sampled, logits.gather(-1, sampled[:, None]).squeeze(-1)
+    dist = cls.from_logits(inputs)
+    if not explore:
+        return dist.to_deterministic().sample(), torch.zeros(len(inputs))
+    sampled = dist.sample()
+    return sampled, dist.logp(sampled)
 
 
 class TeamEnvRunner(HAEnvRunner):
@@ -312,7 +333,7 @@ class TeamEnvRunner(HAEnvRunner):
                 batch[Columns.OBS] = tree.map_structure(lambda v: v[:, None], x)  # a time axis of 1
                 h = np.concatenate([c["h"][a] for a in members])
                 batch[Columns.STATE_IN] = {HIDDEN: torch.from_numpy(h).to(device)}
-            with torch.no_grad():
+            with torch.inference_mode():
                 # The modules' own forward passes: RLlib's public wrappers switch every
                 # submodule to eval mode and back at each call (a third of a SMAX step);
                 # the modules are put in eval mode once, in `_team_layout`.
@@ -325,16 +346,7 @@ class TeamEnvRunner(HAEnvRunner):
                     sampled_logp = torch.zeros(sampled.shape[0])
                 else:
                     inputs = out[Columns.ACTION_DIST_INPUTS]
-                    if recurrent:
-                        inputs = inputs[:, 0]
-                    if explore:
-                        dist = module.get_exploration_action_dist_cls().from_logits(inputs)
-                        sampled = dist.sample()
-                        sampled_logp = dist.logp(sampled)
-                    else:
-                        dist = module.get_inference_action_dist_cls().from_logits(inputs)
-                        sampled = dist.to_deterministic().sample()
-                        sampled_logp = torch.zeros(sampled.shape[0])
+                    sampled, sampled_logp = draw_actions(module, inputs[:, 0] if recurrent else inputs, explore)
             sampled, sampled_logp = sampled.cpu().numpy(), sampled_logp.cpu().numpy()
             h_out = out[Columns.STATE_OUT][HIDDEN].cpu().numpy() if recurrent else None
             for j, a in enumerate(members):
