@@ -7,6 +7,7 @@
     python benchmarks/throughput.py --algo hatd3 --env mamujoco --task HalfCheetah-2x3 --envs-per-runner 10
 
     python benchmarks/throughput.py --n-agents 12        # MPE simple_spread with N = 12 agents
+    python benchmarks/throughput.py --env smax --task 3m --envs-per-runner 16 --recurrent   # GRU actors
 
 Prints the raw random-action rate (joint env steps/s: of the bare mpe2 env for MPE,
 and of harl_rllib's adapter for every env; for SMAX also of one batched call over
@@ -100,6 +101,7 @@ def train_rate(
     continuous: bool = False,
     sampling: str = "auto",
     n_agents: int | None = None,
+    recurrent: bool = False,
 ) -> dict:
     import ray
     import torch
@@ -115,7 +117,7 @@ def train_rate(
         num_env_runners=runners,
         envs_per_runner=envs,
         continuous_actions=continuous,
-        overrides={"sampling": sampling},
+        overrides={"sampling": sampling, **({"use_recurrent_policy": True} if recurrent else {})},
     )
     if n_agents:
         config.env_config = {**config.env_config, "N": n_agents}
@@ -159,6 +161,7 @@ def main() -> None:
     p.add_argument("--continuous-actions", action="store_true", help="MPE with Box actions (HADDPG/HATD3)")
     p.add_argument("--sampling", default="both", help="both | auto | team | episodes")
     p.add_argument("--n-agents", type=int, default=None, help="MPE simple_spread's N (default 3)")
+    p.add_argument("--recurrent", action="store_true", help="GRU actors and critic (use_recurrent_policy)")
     a = p.parse_args()
     raws = {}
     if a.env == "mpe":
@@ -182,6 +185,7 @@ def main() -> None:
             a.continuous_actions,
             sampling=path,
             n_agents=a.n_agents,
+            recurrent=a.recurrent,
         )
         for path in paths
     }
@@ -189,7 +193,7 @@ def main() -> None:
         print(f"raw env ({name}, random actions): {rate:8.0f} env steps/s")
     for t in runs.values():
         print(
-            f"{a.algo} training, sampling {t['sampling']!r} ({a.num_env_runners} remote runners, "
+            f"{a.algo}{' (GRU)' if a.recurrent else ''} training, sampling {t['sampling']!r} ({a.num_env_runners} remote runners, "
             f"{a.envs_per_runner} envs each): {t['rate']:8.0f} env steps/s  ({t['steps']} steps in {a.iters} "
             f"iterations; per iteration: sampling {t['sample_s']:.2f}s, learning {t['learn_s']:.2f}s)"
         )

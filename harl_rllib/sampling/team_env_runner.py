@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import secrets
 import time
 from typing import Any
 
@@ -87,6 +88,7 @@ class TeamEnvRunner(HAEnvRunner):
     """See module doc. `sample()` returns `[TeamRollout]` on the team path."""
 
     _team: dict[str, Any] | None = None  # per-env carry between sample() calls
+    _episode_base: int | None = None
 
     def _sample(self, *, num_timesteps=None, num_episodes=None, explore, random_actions=False, force_reset=False):
         if self.config.sampling_path() != "team" or num_timesteps is None or random_actions:
@@ -178,10 +180,15 @@ class TeamEnvRunner(HAEnvRunner):
         }
 
     def _new_episode_id(self) -> int:
-        """An id no other episode of this run has (env runners count apart): keys the critic's
-        GRU state carried from one rollout to the next (core/fragments.py)."""
-        self._episodes_started = getattr(self, "_episodes_started", 0) + 1
-        return (self.worker_index << 40) + self._episodes_started
+        """An id no other episode of this run has: keys the critic's GRU state carried from one
+        rollout to the next (core/fragments.py) and the replay buffer's links between an
+        episode's rows (core/replay.py). Runners count apart, from a random base drawn per runner
+        process (ids must not repeat those a checkpointed buffer holds after a restore)."""
+        if self._episode_base is None:
+            self._episode_base = (secrets.randbits(22) << 40) | (self.worker_index << 28)
+            self._episodes_started = 0
+        self._episodes_started += 1
+        return self._episode_base + self._episodes_started
 
     def _episode_started(self, b: int) -> None:
         """Env b starts a new episode: a new id, the actors' initial GRU states."""
