@@ -141,17 +141,17 @@ def test_value_checker_on_a_batched_step():
     def where(b: int) -> str:
         return f"env {b}"
 
-    checker.check_arrays(reward, states, obs, ["a", "b"], where=where)
+    checker.check_arrays(reward, states, (obs,), ["a", "b"], where=where)
     bad_obs = {**obs, "obs": obs["obs"].copy()}
     bad_obs["obs"][2, 1, 0] = np.nan
     with pytest.raises(EnvValueError, match=r"non-finite observation\['obs'\] of agent 'b' \(env 2\)"):
-        checker.check_arrays(reward, states, bad_obs, ["a", "b"], where=where)
+        checker.check_arrays(reward, states, (obs, bad_obs), ["a", "b"], where=where)
     with pytest.raises(EnvValueError, match=r"non-finite team reward \(env 3\)"):
-        checker.check_arrays(np.array([0, 0, 0, np.inf], np.float32), states, obs, ["a", "b"], where=where)
+        checker.check_arrays(np.array([0, 0, 0, np.inf], np.float32), states, (obs,), ["a", "b"], where=where)
     bad_state = np.zeros((4, 1, 6), np.float32)
     bad_state[1, 0, 5] = -np.inf
     with pytest.raises(EnvValueError, match=r"non-finite global state \(env 1\)"):
-        checker.check_arrays(reward, (bad_state,), obs, ["a", "b"], where=where)
+        checker.check_arrays(reward, (bad_state,), (obs,), ["a", "b"], where=where)
 
 
 def test_nonfinite_updates_are_skipped_then_stop_training(ray_session):

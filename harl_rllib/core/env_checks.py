@@ -89,18 +89,18 @@ class TeamValueChecker:
                 self._fail(f"a non-finite reward {r!r} for agent {agent!r}", where)
 
     def check_arrays(
-        self, reward: np.ndarray, states: Sequence[np.ndarray], obs: dict, agents: Sequence[str], *, where
+        self, reward: np.ndarray, states: Sequence[np.ndarray], obs: Sequence[dict], agents: Sequence[str], *, where
     ) -> None:
         """One batched step of B envs (an env's own vector step, e.g. SMAX): team rewards (B,),
-        global states (B, ...) and the team's observations {key: (B, n, ...)} (agents in team
-        order); `where(b)` says which env and step, for the error."""
+        global states (B, ...) and sets of the team's observations {key: (B, n, ...)} (agents in
+        team order); `where(b)` says which env and step, for the error."""
         if not _finite(reward):
             self._fail("a non-finite team reward", where(int(np.flatnonzero(~np.isfinite(reward))[0])))
         for x in states:
             if not _finite(x):
                 bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
                 self._fail("a non-finite global state", where(int(np.flatnonzero(bad)[0])))
-        for key, x in obs.items():
+        for key, x in ((key, x) for team_obs in obs for key, x in team_obs.items()):
             if not _finite(x):
                 b, i = np.argwhere(~np.isfinite(x).reshape(*x.shape[:2], -1).all(axis=2))[0]
                 self._fail(f"a non-finite {_label(agents[i], key)}", where(int(b)))

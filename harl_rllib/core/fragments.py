@@ -133,7 +133,9 @@ class RecurrentBatcher:
         Fragments of one episode are run in rounds (the r-th fragment of every episode in round
         r), so each starts from the state its predecessor ended with."""
         initial = np.asarray(convert_to_numpy(critic.get_initial_state())[HIDDEN], np.float32)
-        order = sorted(range(len(fragments)), key=lambda i: (fragments[i].episode, fragments[i].t0))
+        # By env step only (a stable sort keeps the arrival order otherwise): episode ids may be
+        # random, and the rows of a GRU call should not depend on them.
+        order = sorted(range(len(fragments)), key=lambda i: fragments[i].t0)
         rounds: list[list[int]] = []
         seen: dict[Hashable, int] = {}
         for i in order:

@@ -157,6 +157,9 @@ class SMAXEngine:
             key, sub = jax.random.split(key)
             states, out = step_all(jax.random.split(sub, self.num_envs), states, *args)
             leaves, treedef = jax.tree.flatten(out)
+            # float32 carries floats, bools and small counts (units, steps < 2^24) exactly.
+            for leaf in leaves:
+                assert leaf.dtype in (jnp.float32, jnp.bool_, jnp.int32), f"cannot pack {leaf.dtype}"
             layout[:] = [(treedef, [(leaf.shape[1:], np.dtype(leaf.dtype)) for leaf in leaves])]
             flat = jnp.concatenate([leaf.reshape(self.num_envs, -1).astype(jnp.float32) for leaf in leaves], axis=1)
             return key, states, flat

@@ -301,7 +301,7 @@ class TeamEnvRunner(HAEnvRunner):
                 self.checker.check_arrays(
                     step["reward"],
                     (step["next_state"], view["state"]),
-                    view["obs"],
+                    (view["obs"], step["next_obs"]),  # the final observations of ended battles too
                     agents,
                     where=lambda b: f"env runner {self.worker_index}, env {b}, step {lengths[b]} of its episode",  # noqa: B023
                 )
