@@ -193,7 +193,8 @@ def main() -> None:
         print(f"raw env ({name}, random actions): {rate:8.0f} env steps/s")
     for t in runs.values():
         print(
-            f"{a.algo}{' (GRU)' if a.recurrent else ''} training, sampling {t['sampling']!r} ({a.num_env_runners} remote runners, "
+            f"{a.algo}{' (GRU)' if a.recurrent else ''} training, sampling {t['sampling']!r} "
+            f"({a.num_env_runners} remote runners, "
             f"{a.envs_per_runner} envs each): {t['rate']:8.0f} env steps/s  ({t['steps']} steps in {a.iters} "
             f"iterations; per iteration: sampling {t['sample_s']:.2f}s, learning {t['learn_s']:.2f}s)"
         )
