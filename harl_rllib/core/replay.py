@@ -68,25 +68,21 @@ def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict
 def rollout_transitions(rollout) -> Iterator[tuple[dict[str, Any], int, bool]]:
     """A team rollout's transitions as `episode_transitions` gives them, one (rows, episode id,
     episode ended) per episode piece of each env (a Python loop over pieces, not steps)."""
-    T, B = rollout.shape
     reward = rollout.rewards.mean(axis=2)
-    ended = rollout.terminated | rollout.truncated
-    for b in range(B):
-        bounds = [0, *(np.flatnonzero(ended[:-1, b]) + 1), T]
-        for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-            rows: dict[str, Any] = {
-                a: {
-                    Columns.OBS: tree.map_structure(lambda x: x[s:e, b], rollout.obs[a]),  # noqa: B023
-                    NEXT_OBS: tree.map_structure(lambda x: x[s:e, b], rollout.next_obs[a]),  # noqa: B023
-                    Columns.ACTIONS: rollout.actions[a][s:e, b],
-                    ALIVE: rollout.alive[a][s:e, b],
-                }
-                for a in rollout.agents
+    for b, s, e, done in rollout.pieces():
+        rows: dict[str, Any] = {
+            a: {
+                Columns.OBS: tree.map_structure(lambda x: x[s:e, b], rollout.obs[a]),  # noqa: B023
+                NEXT_OBS: tree.map_structure(lambda x: x[s:e, b], rollout.next_obs[a]),  # noqa: B023
+                Columns.ACTIONS: rollout.actions[a][s:e, b],
+                ALIVE: rollout.alive[a][s:e, b],
             }
-            rows["state"], rows[NEXT_STATE] = rollout.state[s:e, b, 0], rollout.next_state[s:e, b, 0]
-            rows[REWARD] = reward[s:e, b]
-            rows[TERMINATED] = rollout.terminated[s:e, b].astype(np.float32)
-            yield rows, int(rollout.episode_id[s, b]), bool(ended[e - 1, b])
+            for a in rollout.agents
+        }
+        rows["state"], rows[NEXT_STATE] = rollout.state[s:e, b, 0], rollout.next_state[s:e, b, 0]
+        rows[REWARD] = reward[s:e, b]
+        rows[TERMINATED] = rollout.terminated[s:e, b].astype(np.float32)
+        yield rows, int(rollout.episode_id[s, b]), done
 
 
 class TeamReplayBuffer:

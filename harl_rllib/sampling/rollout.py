@@ -12,7 +12,7 @@ lays out its chunks one after the other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,16 @@ class TeamRollout:
 
     def env_steps(self) -> int:
         return len(self)
+
+    def pieces(self) -> Iterator[tuple[int, int, int, bool]]:
+        """(env b, first step, end step, the episode ended at its last step) for every episode
+        piece of every env, env by env: a piece ends where an episode ended or at the rollout's end."""
+        T, B = self.shape
+        ended = self.terminated | self.truncated
+        for b in range(B):
+            bounds = [0, *(np.flatnonzero(ended[:-1, b]) + 1), T]
+            for s, e in zip(bounds[:-1], bounds[1:], strict=True):
+                yield b, int(s), int(e), bool(ended[e - 1, b])
 
     def envs(self, index: np.ndarray) -> TeamRollout:
         """The rollout of the envs in `index` (a shard for one of several learners)."""
@@ -210,35 +220,31 @@ def rollout_fragments(rollouts: Sequence[TeamRollout], *, agents: Sequence[str],
     episode to the next. A Python loop over episode pieces, not over steps."""
     fragments, index = [], 0
     for r in rollouts:
-        T, B = r.shape
         rewards = r.rewards.mean(axis=2, keepdims=True) if state_type == "EP" else r.rewards
-        ended = r.terminated | r.truncated
-        for b in range(B):
-            bounds = [0, *(np.flatnonzero(ended[:-1, b]) + 1), T]
-            for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-                n = e - s
-                rows = {
-                    a: {
-                        Columns.OBS: tree.map_structure(lambda x: x[s:e, b], r.obs[a]),  # noqa: B023
-                        Columns.ACTIONS: r.actions[a][s:e, b],
-                        Columns.ACTION_LOGP: r.logp[a][s:e, b],
-                        ALIVE: r.alive[a][s:e, b],
-                        EPS_INDEX: np.full(n, index, np.int64),
-                        ENV_T: np.arange(n, dtype=np.int64),
-                    }
-                    for a in agents
+        for b, s, e, done in r.pieces():
+            n = e - s
+            rows = {
+                a: {
+                    Columns.OBS: tree.map_structure(lambda x: x[s:e, b], r.obs[a]),  # noqa: B023
+                    Columns.ACTIONS: r.actions[a][s:e, b],
+                    Columns.ACTION_LOGP: r.logp[a][s:e, b],
+                    ALIVE: r.alive[a][s:e, b],
+                    EPS_INDEX: np.full(n, index, np.int64),
+                    ENV_T: np.arange(n, dtype=np.int64),
                 }
-                fragments.append(
-                    Fragment(
-                        rows=rows,
-                        states=np.concatenate([r.state[s:e, b], r.next_state[e - 1, b][None]]),
-                        rewards=rewards[s:e, b],
-                        terminated=bool(r.terminated[e - 1, b]),
-                        done=bool(ended[e - 1, b]),
-                        episode=int(r.episode_id[s, b]),
-                        t0=int(r.env_t[s, b]),
-                        actor_states={a: r.actor_states[a][s:e, b] for a in agents} if r.actor_states else None,
-                    )
+                for a in agents
+            }
+            fragments.append(
+                Fragment(
+                    rows=rows,
+                    states=np.concatenate([r.state[s:e, b], r.next_state[e - 1, b][None]]),
+                    rewards=rewards[s:e, b],
+                    terminated=bool(r.terminated[e - 1, b]),
+                    done=done,
+                    episode=int(r.episode_id[s, b]),
+                    t0=int(r.env_t[s, b]),
+                    actor_states={a: r.actor_states[a][s:e, b] for a in agents} if r.actor_states else None,
                 )
-                index += 1
+            )
+            index += 1
     return fragments
