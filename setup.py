@@ -32,6 +32,6 @@ setup(
         "wandb": WANDB,
         "results": ["matplotlib"],  # benchmarks/reproduce.py figures
         "all": MPE + SMAX + MAMUJOCO + WANDB,
-        "test": MPE + SMAX + MAMUJOCO + WANDB + ["matplotlib", "pytest>=8", "ruff"],
+        "test": MPE + SMAX + MAMUJOCO + WANDB + ["matplotlib", "pytest>=8", "pytest-xdist>=3.5", "ruff"],
     },
 )

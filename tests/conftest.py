@@ -46,6 +46,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         start_local_ray()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The minute-long learning checks (`slow`) first, in their file order: with two test
+    processes (pytest.ini), the longest work starting first leaves no long tail on one."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
     """A small, fast config on a real mpe2 env (no remote env runners)."""
     import harl_rllib  # noqa: F401
