@@ -189,7 +189,8 @@ def _actor_outputs(learner, batch) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("cls, sequential", [(HADDPGConfig, True), (MADDPGConfig, False)])
 def test_sequential_substitution_of_updated_actions(cls, sequential):
     """Agent k's loss sees the updated actions of the agents before it and the old
-    actions of those after it (HA); every other agent's old action (MA)."""
+    actions of those after it (HA); every other agent's action from the replay buffer (MA,
+    as the reference's OffPolicyMARunner and the original MADDPG)."""
     learner = _learner(cls, lr=1e-2)
     batch = _batch(learner)
     old = _actor_outputs(learner, batch)
@@ -205,7 +206,9 @@ def test_sequential_substitution_of_updated_actions(cls, sequential):
             seen = joint[:, col[other]]
             if other == aid:
                 want = old[aid]  # its own action before its step (the one it differentiates)
-            elif sequential and j < k:
+            elif not sequential:
+                want = batch[other][Columns.ACTIONS]
+            elif j < k:
                 want = new[other]
             else:
                 want = old[other]

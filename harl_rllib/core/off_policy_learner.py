@@ -7,15 +7,16 @@ learner's replay buffer, then makes `num_updates` gradient updates (HARL's
 
     critic_step(batch)                            # TD targets from target networks
     every policy_freq-th update:
-        a^j ← current actor outputs for all j     # not the buffer's actions
+        a^j ← current actor outputs for all j     # HA: not the buffer's actions
         for agent i_m in the driver's random order:
             a^{i_m} ← π^{i_m}(o)  (with gradient)
             maximize Q(s, a¹..aⁿ)  (HASAC: Q − α log π)
             a^{i_m} ← π^{i_m}(o)  after its step   # the sequential substitution
         Polyak-update the targets
 
-With `sequential_update=False` (MADDPG/MATD3) the last line is skipped: every agent
-trains against the others' actions from before the update.
+With `sequential_update=False` (MADDPG/MATD3) every agent trains against the others'
+actions from the replay buffer and nothing is substituted, as the reference's
+`OffPolicyMARunner` and the original MADDPG do.
 
 Subclasses implement `actor_actions` (what agent i plays in the actor update, with
 log π for HASAC), `next_actions` (the target policy for TD targets) and the
@@ -226,8 +227,11 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
     def train_actors(self, batch: dict[str, Any], order: Sequence[str]) -> None:
         critic = self.module[CRITIC_MODULE_ID].unwrapped()
         self.last_order, self.last_joint_actions = list(order), {}
-        with torch.no_grad():
-            actions = {a: self.actor_actions(a, batch[a][Columns.OBS])[0] for a in self.agents}
+        if self.config.sequential_update:  # HA: the others' current policies, substituted below
+            with torch.no_grad():
+                actions = {a: self.actor_actions(a, batch[a][Columns.OBS])[0] for a in self.agents}
+        else:  # MA: the others' sampled actions (the critic step's joint action)
+            actions = {a: batch[a][Columns.ACTIONS] for a in self.agents}
         critic.qs.requires_grad_(False)  # the actors' steps must not touch the critic
         try:
             for aid in order:
