@@ -103,3 +103,40 @@ def test_standardize_masked_uses_alive_rows_only():
     out = standardize_masked(x, np.array([1, 1, 1, 0]))
     alive = np.array([1.0, 2.0, 3.0])
     np.testing.assert_allclose(out, (x - alive.mean()) / (alive.std() + 1e-5), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "algo, share_param, joint",
+    [("MAPPO", True, True), ("MAPPO", False, False), ("HAPPO", True, False), ("HAPPO", False, False)],
+)
+def test_advantage_standardization_groups(algo, share_param, joint):
+    """EP: each agent's advantages over its own alive rows, except MAPPO with one shared actor,
+    whose agents' are standardized together over all their alive rows (the reference's
+    `share_param_train`). HAPPO with a shared actor still steps agent by agent: per agent."""
+    import harl_rllib
+    from harl_rllib.core.fragments import ADVANTAGES, ALIVE
+
+    config = (
+        getattr(harl_rllib, f"{algo}Config")()
+        .environment("harl_toy", env_config={"task": "distinct_actions", "n_agents": 2})
+        .training(share_param=share_param)
+    )
+    learner = config.build_learner()
+    agents = ["agent_0", "agent_1"]
+    rng = np.random.default_rng(0)
+    adv = {"agent_0": rng.normal(0.0, 1.0, 8), "agent_1": rng.normal(5.0, 3.0, 8)}
+    alive = {"agent_0": np.ones(8), "agent_1": np.array([1, 1, 1, 1, 1, 0, 0, 0.0])}
+    adv["agent_1"][5:] = 1e3  # dead rows: never in the statistics
+    team = {a: {ADVANTAGES: torch.tensor(adv[a], dtype=torch.float32), ALIVE: torch.tensor(alive[a])} for a in agents}
+    got = learner.advantages_for(team, agents)
+
+    def standardized(rows: list[np.ndarray], stats: np.ndarray) -> list[np.ndarray]:
+        return [(r - stats.mean()) / (stats.std() + 1e-5) for r in rows]
+
+    if joint:
+        pooled = np.concatenate([adv[a][alive[a] > 0] for a in agents])
+        want = dict(zip(agents, standardized([adv[a] for a in agents], pooled), strict=True))
+    else:
+        want = {a: standardized([adv[a]], adv[a][alive[a] > 0])[0] for a in agents}
+    for a in agents:
+        np.testing.assert_allclose(got[a].numpy(), want[a], rtol=1e-5, atol=1e-5)

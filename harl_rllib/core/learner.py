@@ -312,27 +312,37 @@ class HATorchLearner(TeamTorchLearner):
             rl_module=self.module, batch={}, episodes=samples, shared_data={}, metrics=self.metrics
         )
 
-    def advantages_for(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Standardized advantages per agent, as HARL: per agent over its alive rows (EP),
-        jointly over all agents' alive rows (FP); over all learners' rows when there are several."""
-        if self.world_size > 1:
-            return self._advantages_all_learners(team, agents)
+    def normalization_groups(self, agents: Sequence[str]) -> list[list[str]]:
+        """The agents whose advantages are standardized together, as HARL: all of them under FP;
+        under EP each agent alone, except that agents sharing one actor in a simultaneous update
+        (MAPPO's `share_param`) are standardized together, over all their alive rows (the
+        reference's `share_param_train`)."""
         if self.config.state_type == "FP":
-            adv = np.concatenate([team[a][ADVANTAGES].cpu().numpy() for a in agents])
-            alive = np.concatenate([team[a][ALIVE].cpu().numpy() for a in agents])
-            n = len(team[agents[0]][ADVANTAGES])
-            norm = standardize_masked(adv, alive)
-            return {a: torch.as_tensor(norm[i * n : (i + 1) * n], device=self._device) for i, a in enumerate(agents)}
-        return {
-            a: torch.as_tensor(
-                standardize_masked(team[a][ADVANTAGES].cpu().numpy(), team[a][ALIVE].cpu().numpy()),
-                device=self._device,
-            )
-            for a in agents
-        }
+            return [list(agents)]
+        if self.config.sequential_update:
+            return [[a] for a in agents]
+        by_module: dict[str, list[str]] = {}
+        for a in agents:
+            by_module.setdefault(self.config.module_for(a), []).append(a)
+        return list(by_module.values())
 
-    def _advantages_all_learners(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
-        groups = [list(agents)] if self.config.state_type == "FP" else [[a] for a in agents]
+    def advantages_for(self, team: dict, agents: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Standardized advantages per agent over the alive rows of its group
+        (`normalization_groups`); over all learners' rows when there are several."""
+        groups = self.normalization_groups(agents)
+        if self.world_size > 1:
+            return self._advantages_all_learners(team, groups)
+        out = {}
+        for group in groups:
+            adv = np.concatenate([team[a][ADVANTAGES].cpu().numpy() for a in group])
+            alive = np.concatenate([team[a][ALIVE].cpu().numpy() for a in group])
+            norm = standardize_masked(adv, alive)
+            n = len(team[group[0]][ADVANTAGES])
+            for i, a in enumerate(group):
+                out[a] = torch.as_tensor(norm[i * n : (i + 1) * n], device=self._device)
+        return out
+
+    def _advantages_all_learners(self, team: dict, groups: list[list[str]]) -> dict[str, torch.Tensor]:
         out = {}
         for group in groups:
             x = torch.cat([team[a][ADVANTAGES] for a in group]).double()
