@@ -140,3 +140,56 @@ def test_advantage_standardization_groups(algo, share_param, joint):
         want = {a: standardized([adv[a]], adv[a][alive[a] > 0])[0] for a in agents}
     for a in agents:
         np.testing.assert_allclose(got[a].numpy(), want[a], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("algo", ["HAPPO", "MAPPO"])
+def test_an_agent_dead_in_every_row_gets_no_step(algo):
+    """HARL skips an agent dead in every row of the iteration; so does a minibatch with no alive
+    row. Adam's step on a zero loss would still move the weights through its momentum, so the
+    check comes after a first update in which the agent was alive."""
+    from ray.rllib.core.columns import Columns
+
+    import harl_rllib
+    from harl_rllib.core.fragments import ADVANTAGES, ALIVE
+
+    config = (
+        getattr(harl_rllib, f"{algo}Config")()
+        .environment("harl_toy", env_config={"task": "distinct_actions", "n_agents": 2})
+        .training(num_epochs=2, share_param=False)
+        .debugging(seed=0)
+    )
+    learner = config.build_learner()
+    agents = ["agent_0", "agent_1"]
+    space = learner.module["agent_0"].unwrapped().observation_space
+    n_actions = int(learner.module["agent_0"].unwrapped().action_space.n)
+    g = torch.Generator().manual_seed(0)
+
+    def team(alive_1: float) -> dict:
+        rows = 32
+        return {
+            a: {
+                Columns.OBS: torch.rand(rows, *space.shape, generator=g),
+                Columns.ACTIONS: torch.randint(0, n_actions, (rows,), generator=g),
+                Columns.ACTION_LOGP: torch.full((rows,), -float(np.log(n_actions))),
+                ADVANTAGES: torch.randn(rows, generator=g),
+                ALIVE: torch.full((rows,), alive_1 if a == "agent_1" else 1.0),
+            }
+            for a in agents
+        }
+
+    def weights(a: str) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in learner.module[a].parameters()]
+
+    learner.train_actors(team(1.0), agents)  # both alive: Adam's moments become non-zero
+    before = {a: weights(a) for a in agents}
+    learner.train_actors(team(0.0), agents)  # agent_1 dead in every row
+    assert all(torch.equal(x, y) for x, y in zip(weights("agent_1"), before["agent_1"], strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(weights("agent_0"), before["agent_0"], strict=True))
+
+    # A minibatch without an alive row (weight 0): no step, whatever the loss.
+    params = list(learner.module["agent_1"].parameters())
+    loss = sum(p.sum() for p in params)
+    assert learner.gradient_step("agent_1", loss, weight=torch.tensor(0.0)) == 0.0
+    assert all(torch.equal(x, y) for x, y in zip(weights("agent_1"), before["agent_1"], strict=True))
+    learner.gradient_step("agent_1", sum(p.sum() for p in params), weight=torch.tensor(3.0))
+    assert not all(torch.equal(x, y) for x, y in zip(weights("agent_1"), before["agent_1"], strict=True))

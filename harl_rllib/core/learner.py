@@ -148,12 +148,20 @@ class TeamTorchLearner(TorchLearner):
 
         With several learners, `weight` is the loss's denominator here (rows it averages
         over): the gradients are combined as Σ wᵢ gᵢ / Σ wᵢ, the gradient of the mean over
-        all learners' rows, before clipping, so every learner takes the same step."""
+        all learners' rows, before clipping, so every learner takes the same step.
+
+        A loss over no rows (total weight 0: every row dead, or padding) takes no step, as HARL
+        does not train an agent without alive rows: Adam's step on a zero gradient would still
+        move the weights by its momentum."""
         optim = self.get_optimizer(module_id)
         params = [p for group in optim.param_groups for p in group["params"]]
         optim.zero_grad(set_to_none=True)
+        w = torch.as_tensor(weight, dtype=torch.float32).detach().reshape(1)
+        total = self.all_sum(w)[0] if self.world_size > 1 else w[0]
+        if float(total) == 0.0:
+            return 0.0
         loss.backward()
-        self.reduce_gradients(params, weight)
+        self.reduce_gradients(params, w[0], total)
         if self.config.use_max_grad_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
         else:
@@ -184,16 +192,14 @@ class TeamTorchLearner(TorchLearner):
                 "observations or states (see `check_env_values`), or a learning rate too high."
             )
 
-    def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor | float = 1.0) -> None:
-        """Σ wᵢ gᵢ / Σ wᵢ over learners, in place (no-op with one learner)."""
+    def reduce_gradients(self, params: Sequence[torch.Tensor], weight: torch.Tensor, total: torch.Tensor) -> None:
+        """Σ wᵢ gᵢ / Σ wᵢ over learners (`total` = Σ wᵢ), in place (no-op with one learner)."""
         if self.world_size == 1:
             return
-        w = torch.as_tensor(weight, dtype=torch.float32).detach()
-        total = self.all_sum(w.reshape(1))[0].clamp(min=1e-8)
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            p.grad.mul_(w / total)
+            p.grad.mul_(weight / total)
             torch.distributed.all_reduce(p.grad)
 
     def episodes_of(self, episodes, episodes_refs, training_data: TrainingData | None) -> list:
@@ -364,7 +370,8 @@ class HATorchLearner(TeamTorchLearner):
             # Simultaneous: every module trains once on its agents' rows, factor 1.
             by_module: dict[str, list[str]] = {}
             for aid in order:
-                by_module.setdefault(self.config.module_for(aid), []).append(aid)
+                if self.alive_anywhere(team[aid]):
+                    by_module.setdefault(self.config.module_for(aid), []).append(aid)
             for mid, aids in by_module.items():
                 data = tree.map_structure(lambda *xs: torch.cat(xs), *[team[a] for a in aids])
                 adv = torch.cat([advantages[a] for a in aids])
@@ -381,12 +388,19 @@ class HATorchLearner(TeamTorchLearner):
             self.last_factors[aid] = factor.clone()
             self.metrics.log_value((mid, FACTOR_MEAN), factor.mean().item(), window=1)
             self.metrics.log_value((mid, UPDATE_POSITION), position, window=1)
+            if not self.alive_anywhere(data):
+                continue  # HARL trains no agent dead in every row; the factor passes on as it is
             with torch.no_grad():
                 logp_old, _ = self.logp_entropy(mid, data)
             self.actor_step(mid, data, advantages[aid], factor)
             with torch.no_grad():
                 logp_new, _ = self.logp_entropy(mid, data)
                 factor = factor * torch.exp(logp_new - logp_old)
+
+    def alive_anywhere(self, data: dict) -> bool:
+        """Whether the agent is alive in any row of this iteration (on any learner)."""
+        alive = data[ALIVE].sum().reshape(1).float()
+        return float(self.all_sum(alive)[0] if self.world_size > 1 else alive[0]) > 0
 
     def dist_inputs(self, module_id: str, data: dict) -> torch.Tensor:
         """Action-distribution inputs per row under the current actor. Recurrent: the GRU runs
