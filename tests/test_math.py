@@ -193,3 +193,59 @@ def test_an_agent_dead_in_every_row_gets_no_step(algo):
     assert all(torch.equal(x, y) for x, y in zip(weights("agent_1"), before["agent_1"], strict=True))
     learner.gradient_step("agent_1", sum(p.sum() for p in params), weight=torch.tensor(3.0))
     assert not all(torch.equal(x, y) for x, y in zip(weights("agent_1"), before["agent_1"], strict=True))
+
+
+def test_learner_metrics_are_means_over_the_update():
+    """Losses and gradient norms in the results are averaged over the update's gradient steps
+    (epochs × minibatches), as HARL's train_info, not the last step's: recorded here at every
+    step and compared with what the update reports."""
+    from ray.rllib.core.columns import Columns
+
+    import harl_rllib
+    from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
+    from harl_rllib.core.fragments import ADVANTAGES, ALIVE, VALUE_TARGETS
+
+    config = (
+        harl_rllib.HAPPOConfig()
+        .environment("harl_toy", env_config={"task": "distinct_actions", "n_agents": 2})
+        .training(num_epochs=3, critic_epoch=3, minibatch_size=16, critic_minibatch_size=16)
+        .debugging(seed=0)
+    )
+    learner = config.build_learner()
+    module = learner.module["agent_0"].unwrapped()
+    n_actions, rows = int(module.action_space.n), 64
+    g = torch.Generator().manual_seed(0)
+    team = {
+        a: {
+            Columns.OBS: torch.rand(rows, *module.observation_space.shape, generator=g),
+            Columns.ACTIONS: torch.randint(0, n_actions, (rows,), generator=g),
+            Columns.ACTION_LOGP: torch.full((rows,), -float(np.log(n_actions))),
+            ADVANTAGES: torch.randn(rows, generator=g),
+            ALIVE: torch.ones(rows),
+        }
+        for a in ("agent_0", "agent_1")
+    }
+    state_dim = learner.module[CRITIC_MODULE_ID].unwrapped().observation_space.shape
+    team[CRITIC_MODULE_ID] = {
+        STATE: torch.rand(rows, *state_dim, generator=g),
+        VALUES: torch.randn(rows, generator=g),
+        VALUE_TARGETS: torch.randn(rows, generator=g),
+    }
+    steps: dict[str, list[tuple[float, float]]] = {}
+    step = learner.gradient_step
+
+    def recording(module_id, loss, weight=1.0):
+        norm = step(module_id, loss, weight)
+        steps.setdefault(module_id, []).append((float(loss.detach()), norm))
+        return norm
+
+    learner.gradient_step = recording
+    learner.train_actors(team, ["agent_1", "agent_0"])
+    learner.critic_step(team[CRITIC_MODULE_ID])
+    learner.log_update_means()
+    assert [len(v) for v in steps.values()] == [12, 12, 12]  # 3 epochs × 4 minibatches each
+    for mid, key, col in (("agent_0", "actor_grad_norm", 1), (CRITIC_MODULE_ID, "value_loss", 0)):
+        values = [s[col] for s in steps[mid]]
+        assert len(set(values)) > 1  # the last step's value would differ from the mean
+        got = learner.metrics.peek((mid, key))
+        assert got == pytest.approx(np.mean(values), rel=1e-6), (mid, key, values)

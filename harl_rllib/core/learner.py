@@ -99,6 +99,7 @@ class TeamTorchLearner(TorchLearner):
     def build(self) -> None:
         super().build()
         self._generator = torch.Generator().manual_seed(int(self.config.seed or 0))
+        self._step_metrics: dict[tuple[str, str], list[float]] = {}
 
     # ---- data-parallel learners (num_learners >= 2) -------------------------------------
     # RLlib wraps modules in DDP, but the sequential update trains one module at a time
@@ -212,8 +213,16 @@ class TeamTorchLearner(TorchLearner):
         return training_data.episodes if training_data.episodes is not None else training_data.batch
 
     def log_actor_metrics(self, module_id: str, **values: float) -> None:
+        """A gradient step's losses and norms, kept until the update ends (`log_update_means`):
+        HARL reports each averaged over the update's steps (epochs × minibatches), not the last."""
         for key, value in values.items():
-            self.metrics.log_value((module_id, key), value, window=1)
+            self._step_metrics.setdefault((module_id, key), []).append(float(value))
+
+    def log_update_means(self) -> None:
+        """Log the mean of each value `log_actor_metrics` kept during this update."""
+        for key, values in self._step_metrics.items():
+            self.metrics.log_value(key, float(np.mean(values)), window=1)
+        self._step_metrics = {}
 
 
 class HATorchLearner(TeamTorchLearner):
@@ -292,6 +301,7 @@ class HATorchLearner(TeamTorchLearner):
         self.train_actors(team, order)
         self.critic_step(team[CRITIC_MODULE_ID])
         self._log_counts(team, agents, sum(len(e) for e in episodes))
+        self.log_update_means()
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()
@@ -467,13 +477,13 @@ class HATorchLearner(TeamTorchLearner):
                 mean_entropy = masked_mean(entropy, mask[idx])
                 loss = policy_loss - cfg.entropy_coeff * mean_entropy
                 grad_norm = self.gradient_step(module_id, loss, weight=mask[idx].sum())
-        self.log_actor_metrics(
-            module_id,
-            policy_loss=policy_loss.item(),
-            entropy=mean_entropy.item(),
-            actor_grad_norm=grad_norm,
-            ratio=ratio.mean().item(),
-        )
+                self.log_actor_metrics(
+                    module_id,
+                    policy_loss=policy_loss.item(),
+                    entropy=mean_entropy.item(),
+                    actor_grad_norm=grad_norm,
+                    ratio=ratio.mean().item(),
+                )
 
     # ---- the critic -------------------------------------------------------------------
 
@@ -502,18 +512,14 @@ class HATorchLearner(TeamTorchLearner):
                     huber_delta=cfg.huber_delta,
                 )
                 grad_norm = self.gradient_step(CRITIC_MODULE_ID, loss, weight=mask[idx].sum())
+                self.log_actor_metrics(CRITIC_MODULE_ID, value_loss=loss.item(), critic_grad_norm=grad_norm)
         real = mask > 0
         with torch.no_grad():
             returns = critic.denormalize(self.critic_values(critic, data))
         explained = 1 - torch.var(data[VALUE_TARGETS][real] - returns[real]) / torch.var(
             data[VALUE_TARGETS][real]
         ).clamp(min=1e-8)
-        self.log_actor_metrics(
-            CRITIC_MODULE_ID,
-            value_loss=loss.item(),
-            critic_grad_norm=grad_norm,
-            vf_explained_var=float(explained),
-        )
+        self.log_actor_metrics(CRITIC_MODULE_ID, vf_explained_var=float(explained))
 
     def critic_values(self, critic, data: dict) -> torch.Tensor:
         """Raw V per row; recurrent: the critic's GRU over each sequence from its `state_in`."""

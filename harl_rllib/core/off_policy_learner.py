@@ -136,6 +136,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
             self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED), n, reduce="sum")
             self.metrics.log_value((ALL_MODULES, NUM_ENV_STEPS_TRAINED_LIFETIME), n, reduce="lifetime_sum")
         self.metrics.log_value((ALL_MODULES, "replay_size"), len(self.buffer), window=1)
+        self.log_update_means()
         self.after_gradient_based_update(timesteps=timesteps or {})
         if not _no_metrics_reduce:
             return self.metrics.reduce()
