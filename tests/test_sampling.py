@@ -309,3 +309,41 @@ def test_shard_rollouts_by_env_and_by_time(ray_session):
     assert [[r.shape for r in shard] for shard in by_time] == [[(5, 3)]] * 4
     np.testing.assert_array_equal(np.concatenate([s[0].next_state for s in by_time]), rollout.next_state)
     np.testing.assert_array_equal(np.concatenate([s[0].obs["agent_0"] for s in by_time]), rollout.obs["agent_0"])
+
+
+class IndividualRewardsEnv(DistinctActionsEnv):
+    """A user env that breaks the team-reward convention: agent_0 gets 1 and agent_1 gets 3 at
+    every step; every episode terminates after 4 steps."""
+
+    def step(self, action_dict):
+        obs, _, terms, truncs, infos = super().step(action_dict)
+        done = self.t >= 4
+        terms = {**dict.fromkeys(self.possible_agents, done), "__all__": done}
+        truncs = {**dict.fromkeys(self.possible_agents, False), "__all__": False}
+        return obs, {"agent_0": 1.0, "agent_1": 3.0}, terms, truncs, infos
+
+
+@pytest.mark.parametrize("sampling", ["team", "episodes"])
+def test_individual_rewards_make_one_team_reward(ray_session, sampling):
+    """The one rule (envs/contract.py): the team reward is the agents' mean reward (2 here), in
+    the critic's targets and in the reported team return alike. (The reference takes the first
+    agent's; for every env we ship, which gives all agents the team reward, the two agree.)"""
+    config = (
+        HAPPOConfig()
+        .environment(IndividualRewardsEnv, env_config={"n_agents": 2, "episode_length": 4})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1, sampling=sampling)
+        .training(train_batch_size_per_learner=40, gamma=1.0, lambda_=1.0)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        learner = algo.learner_group._learner
+        team = learner.build_team_batch(algo.env_runner.sample(num_timesteps=40, random_actions=False))
+        # γ = λ = 1 and terminal ends: a value target is the rest of its episode's team rewards.
+        targets = np.asarray(team[CRITIC_MODULE_ID][VALUE_TARGETS], np.float64)
+        assert sorted(set(np.round(targets, 4))) == [2.0, 4.0, 6.0, 8.0]
+        result = algo.train()["env_runners"]
+        assert result["team_episode_return_mean"] == pytest.approx(8.0)
+        assert result["episode_return_mean"] == pytest.approx(16.0)  # RLlib's: every agent's sum
+    finally:
+        algo.stop()

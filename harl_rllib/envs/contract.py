@@ -18,9 +18,11 @@ HARL it gets:
   masked action, and the log-probabilities in training use the same mask.
 * **Alive masks.** ``info["alive"]`` (bool, default True): a dead agent keeps being
   stepped (with a no-op) and its rows carry no weight in its actor's loss.
-* **Reward.** The team reward, given to every agent (HARL's convention). The critic's
-  reward is the mean over agents of their rewards, which is the team reward when the
-  env follows this contract.
+* **Reward.** The team reward, given to every agent (HARL's convention). One rule for an
+  env that gives agents different rewards: the team reward is the mean over agents of
+  their rewards, in the critic's targets (EP; FP keeps each agent's own), the replay
+  buffer and the reported `team_episode_return_mean` alike. (The reference takes the
+  first agent's reward; for an env that follows this contract the two are the same.)
 * **Ends.** ``terminateds["__all__"]`` for a terminal state (no bootstrap),
   ``truncateds["__all__"]`` for a time limit (the critic bootstraps, HARL's
   `use_proper_time_limits`); never both at once. RLlib's `MultiAgentEpisode` marks an
