@@ -86,7 +86,7 @@ def test_spaces_ids_and_state_types(backend):
     info = env.env_info
     assert env.possible_agents == ["agent_0", "agent_1", "agent_2"]
     space = env.observation_spaces["agent_0"]
-    assert space["obs"].shape == (info["obs_shape"],)
+    assert space["obs"].shape == (info["obs_shape"] + 3,)  # SMAC: the one-hot id appended (HARL's default)
     assert space["action_mask"].shape == (9,) and env.action_spaces["agent_2"].n == 9  # 6 + 3 enemies
     assert env.state_space.shape == (info["state_shape"],)
     obs, infos = env.reset(seed=0)
@@ -105,7 +105,7 @@ def test_spaces_ids_and_state_types(backend):
     s1 = infos_fp["agent_1"]["state"]
     assert s1.shape == fp.state_space.shape and s1.dtype == np.float32
     np.testing.assert_array_equal(s1[:ws], fp.env.get_state())
-    np.testing.assert_array_equal(s1[ws : ws + od], obs_fp["agent_1"]["obs"])
+    np.testing.assert_array_equal(s1[ws : ws + od], obs_fp["agent_1"]["obs"][:od])
     np.testing.assert_array_equal(s1[-3:], [0.0, 1.0, 0.0])
     fp.close()
 
@@ -113,6 +113,33 @@ def test_spaces_ids_and_state_types(backend):
     assert big.possible_agents == [f"agent_{i}" for i in range(10)] == sorted(big.possible_agents)
     assert big.action_spaces["agent_9"].n == 6 + 11
     big.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("obs_agent_id", [None, True, False])
+def test_observations_with_and_without_the_agent_id(backend, obs_agent_id):
+    """SMAC's default appends each agent's one-hot id to its observation, as HARL's StarCraft2Env
+    (`obs_agent_id=True`); `obs_agent_id=False` gives SMAC's own observation. SMACv2's default
+    has no id (HARL's SMACv2 env), and the option adds it."""
+    config = {} if obs_agent_id is None else {"obs_agent_id": obs_agent_id}
+    env = make(backend, map_name="3m", seed=0, **config)
+    obs, _ = env.reset()
+    od = env.env_info["obs_shape"]
+    with_id = obs_agent_id is not False
+    for k, a in enumerate(env.possible_agents):
+        assert env.observation_spaces[a]["obs"].shape == (od + 3 * with_id,)
+        np.testing.assert_array_equal(obs[a]["obs"][:od], env.env.get_obs_agent(k))
+        if with_id:
+            np.testing.assert_array_equal(obs[a]["obs"][od:], np.eye(3)[k])
+    env.close()
+
+    for v2_config, want in (({}, False), ({"obs_agent_id": True}, True)):
+        v2 = SMACv2TeamEnv({"task": "terran_5_vs_5", "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn, **v2_config})
+        obs, _ = v2.reset(seed=0)
+        od = v2.env_info["obs_shape"]
+        assert obs["agent_4"]["obs"].shape == (od + 5 * want,)
+        if want:
+            np.testing.assert_array_equal(obs["agent_4"]["obs"][od:], np.eye(5)[4])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -135,7 +162,7 @@ def test_masked_play_dead_agents_and_episode_stats(backend):
                 died.add(a)
                 dead_rows += 1
                 np.testing.assert_array_equal(obs[a]["action_mask"], np.eye(9, dtype=np.float32)[NO_OP])
-                assert not obs[a]["obs"].any()  # SMAC zeroes a dead unit's observation
+                assert not obs[a]["obs"][: env.env_info["obs_shape"]].any()  # SMAC zeroes a dead unit's observation
         if term["__all__"] or trunc["__all__"]:
             assert not (term["__all__"] and trunc["__all__"])
             stats = infos["agent_0"]["episode_stats"]

@@ -47,6 +47,22 @@ def test_spaces_and_state_shapes(env3m):
     np.testing.assert_array_equal(s1[-3:], [0.0, 1.0, 0.0])
 
 
+def test_observations_with_and_without_the_agent_id(env3m):
+    """SMAX's own observations by default (as jaxmarl); `obs_agent_id=True` appends each agent's
+    one-hot id, in the per-env dicts and in the batched team view alike."""
+    with_id = SMAXTeamEnv({"task": "3m", "max_steps": 40, "obs_agent_id": True})
+    od = env3m.observation_spaces["agent_0"]["obs"].shape[0]
+    assert with_id.observation_spaces["agent_0"]["obs"].shape == (od + 3,)
+    plain, _ = env3m.reset(seed=0)
+    obs, _ = with_id.reset(seed=0)
+    for k, a in enumerate(with_id.possible_agents):
+        np.testing.assert_array_equal(obs[a]["obs"][:od], plain[a]["obs"])
+        np.testing.assert_array_equal(obs[a]["obs"][od:], np.eye(3)[k])
+    view = SMAXVectorEnv(with_id).team_reset(0)["obs"]["obs"]  # the team path's (B, n, d) arrays
+    assert view.shape == (1, 3, od + 3)
+    np.testing.assert_array_equal(view[0, :, od:], np.eye(3))
+
+
 def test_episodes_deaths_and_stats(env3m):
     """Random masked play: dead allies stay with alive=False and only 'stop'; stats at the end."""
     rng = np.random.default_rng(0)

@@ -51,16 +51,23 @@ def agent_ids(n: int) -> list[str]:
 class MaskedTeamSpaces:
     """Spaces and states of a StarCraft-like team (SMAC, SMACv2, SMAX): n agents with
     Dict(obs, action_mask) observations, Discrete actions, and an EP state (the env's) or an
-    FP state (the env's state ⊕ the agent's own observation ⊕ its one-hot id)."""
+    FP state (the env's state ⊕ the agent's own observation ⊕ its one-hot id).
 
-    def __init__(self, n: int, obs_dim: int, n_actions: int, env_state_dim: int, state_type: str) -> None:
+    With `obs_agent_id` each agent's observation ends with its one-hot id (HARL's StarCraft
+    env's ``obs_agent_id``, on by default there): what lets one shared actor (MAPPO) act
+    differently per agent. The FP state holds the observation without it (the id follows)."""
+
+    def __init__(
+        self, n: int, obs_dim: int, n_actions: int, env_state_dim: int, state_type: str, obs_agent_id: bool = False
+    ) -> None:
         if state_type not in ("EP", "FP"):
             raise ValueError(f"state_type must be 'EP' or 'FP'; got {state_type!r}")
         self.state_type = state_type
+        self.obs_agent_id = bool(obs_agent_id)
         self.agents = agent_ids(n)
         obs_space = gym.spaces.Dict(
             {
-                "obs": gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
+                "obs": gym.spaces.Box(-np.inf, np.inf, (obs_dim + (n if obs_agent_id else 0),), np.float32),
                 "action_mask": gym.spaces.Box(0.0, 1.0, (n_actions,), np.float32),
             }
         )
@@ -69,6 +76,17 @@ class MaskedTeamSpaces:
         state_dim = env_state_dim + (obs_dim + n if state_type == "FP" else 0)
         self.state_space = gym.spaces.Box(-np.inf, np.inf, (state_dim,), np.float32)
         self._ids = np.eye(n, dtype=np.float32)
+
+    def obs(self, obs: np.ndarray, k: int) -> np.ndarray:
+        """Agent k's observation (the env's, with its one-hot id appended if `obs_agent_id`)."""
+        return np.concatenate([obs, self._ids[k]]) if self.obs_agent_id else obs
+
+    def team_obs(self, obs: np.ndarray) -> np.ndarray:
+        """`obs` for a batch of teams at once: (B, n, d) → (B, n, d [+ n])."""
+        if not self.obs_agent_id:
+            return obs
+        ids = np.broadcast_to(self._ids, (obs.shape[0], *self._ids.shape))
+        return np.concatenate([obs, ids], axis=-1)
 
     def state(self, env_state: np.ndarray, obs: np.ndarray, k: int) -> np.ndarray:
         """Agent k's state (EP: the env state itself, shared)."""

@@ -248,7 +248,9 @@ class SMACTeamEnv(MultiAgentEnv):
     env_config: ``task`` or ``map_name`` (one of SMAC_MAPS, "3m" by default), ``state_type``
     ("EP" or "FP", below), ``seed`` (the game's random seed; without it, the seed of the first
     ``reset``, which under RLlib is its env check's 42: a running game cannot be re-seeded),
-    ``unavailable_actions`` ("replace" or "raise", see the module doc), ``sc2_env_cls`` (the
+    ``obs_agent_id`` (each agent's one-hot id appended to its observation: True for SMAC and
+    False for SMACv2, as HARL's envs), ``unavailable_actions`` ("replace" or "raise", see the
+    module doc), ``sc2_env_cls`` (the
     class to wrap, or "module:Name"; for tests, default the real one), and any other
     StarCraft2Env keyword (``reward_sparse``, ``obs_last_action``, ``difficulty``, ...).
 
@@ -269,6 +271,9 @@ class SMACTeamEnv(MultiAgentEnv):
     known_tasks: tuple[str, ...] = SMAC_MAPS
     kind = "SMAC map"
     smacv2 = False
+    # HARL's StarCraft2Env appends each agent's one-hot id to its observation by default
+    # (`obs_agent_id=True`); its SMACv2 env, on oxwhirl's smacv2, does not.
+    default_obs_agent_id = True
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -277,6 +282,7 @@ class SMACTeamEnv(MultiAgentEnv):
         map_name = config.pop("map_name", None)
         self.task = task or map_name or self.default_task
         self.state_type = config.pop("state_type", "EP")
+        self.obs_agent_id = bool(config.pop("obs_agent_id", self.default_obs_agent_id))
         self._seed = config.pop("seed", None)
         spec = config.pop("sc2_env_cls", None)
         self.unavailable_actions = config.pop("unavailable_actions", "replace")
@@ -304,7 +310,7 @@ class SMACTeamEnv(MultiAgentEnv):
         n, n_actions = int(self.env_info["n_agents"]), int(self.env_info["n_actions"])
         obs_dim, env_state_dim = int(self.env_info["obs_shape"]), int(self.env_info["state_shape"])
         self.n_agents = n
-        self.spaces = MaskedTeamSpaces(n, obs_dim, n_actions, env_state_dim, self.state_type)
+        self.spaces = MaskedTeamSpaces(n, obs_dim, n_actions, env_state_dim, self.state_type, self.obs_agent_id)
         self.spaces.apply(self)
 
     # ---- what differs between SMAC and SMACv2 ----
@@ -333,7 +339,7 @@ class SMACTeamEnv(MultiAgentEnv):
         self._masks = masks
         obs_dict, infos = {}, {}
         for i, a in enumerate(self.possible_agents):
-            obs_dict[a] = {"obs": obs[i], "action_mask": masks[i]}
+            obs_dict[a] = {"obs": self.spaces.obs(obs[i], i), "action_mask": masks[i]}
             state = self.spaces.state(env_state, obs[i], i)
             infos[a] = {STATE_KEY: state, ALIVE_KEY: bool(alive[i])}
         return obs_dict, infos, alive
@@ -435,6 +441,7 @@ class SMACv2TeamEnv(SMACTeamEnv):
     known_tasks = SMACV2_TASKS
     kind = "SMACv2 scenario"
     smacv2 = True
+    default_obs_agent_id = False
 
     def _env_kwargs(self, task: str, passthrough: dict[str, Any]) -> dict[str, Any]:
         return {**copy.deepcopy(SMACV2_SCENARIOS[task]), **passthrough}

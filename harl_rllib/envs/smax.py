@@ -207,7 +207,8 @@ class SMAXTeamEnv(MultiAgentEnv):
 
     env_config: ``task`` (a SMAX map, see SMAX_TASKS; "3m" by default), ``state_type``
     ("EP": SMAX's world state; "FP": the world state, the agent's own observation and
-    its one-hot id, like HARL's SMAC FP state), ``seed``, and any keyword of jaxmarl's
+    its one-hot id, like HARL's SMAC FP state), ``obs_agent_id`` (False, as jaxmarl: the
+    agent's one-hot id appended to its observation), ``seed``, and any keyword of jaxmarl's
     SMAX (``max_steps`` (100), ``walls_cause_death``, ``see_enemy_actions``, ...).
     """
 
@@ -219,6 +220,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         config = dict(config or {})
         self.task = config.pop("task", None) or config.pop("map_name", "3m")
         self.state_type = config.pop("state_type", "EP")
+        obs_agent_id = bool(config.pop("obs_agent_id", False))
         seed = config.pop("seed", None)
         if config.pop("continuous_actions", False):
             raise ValueError("SMAX's actions are discrete; continuous_actions must be False")
@@ -229,7 +231,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         self.engine = SMAXEngine(self.task, num_envs, config, seed)
         env = self.engine.env
         self.spaces = MaskedTeamSpaces(
-            self.engine.n, int(env.obs_size), env.num_ally_actions, int(env.state_size), self.state_type
+            self.engine.n, int(env.obs_size), env.num_ally_actions, int(env.state_size), self.state_type, obs_agent_id
         )
         self.spaces.apply(self)
 
@@ -244,7 +246,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         world = out["world_state"][i]
         obs_dict, infos = {}, {}
         for k, a in enumerate(self.possible_agents):
-            obs_dict[a] = {"obs": obs[k], "action_mask": avail[k]}
+            obs_dict[a] = {"obs": self.spaces.obs(obs[k], k), "action_mask": avail[k]}
             state = self.spaces.state(world, obs[k], k)
             infos[a] = {STATE_KEY: state, ALIVE_KEY: bool(alive[k])}
         return obs_dict, infos
@@ -377,7 +379,7 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
             ids = np.broadcast_to(np.eye(n, dtype=np.float32), (B, n, n))
             state = np.concatenate([np.broadcast_to(world[:, None], (B, n, world.shape[-1])), obs, ids], axis=-1)
         return {
-            "obs": {"obs": obs, "action_mask": avail},
+            "obs": {"obs": env.spaces.team_obs(obs), "action_mask": avail},
             "alive": out["alive"].astype(np.float32),
             "state": np.ascontiguousarray(state, np.float32),
         }
