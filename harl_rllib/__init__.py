@@ -9,6 +9,7 @@ same process, call `harl_rllib.register()` again.
 from ray.tune.registry import register_trainable
 
 from harl_rllib.algorithms.haa2c import HAA2C, HAA2CConfig
+from harl_rllib.algorithms.had3qn import HAD3QN, HAD3QNConfig
 from harl_rllib.algorithms.haddpg import HADDPG, HADDPGConfig
 from harl_rllib.algorithms.happo import HAPPO, HAPPOConfig
 from harl_rllib.algorithms.hasac import HASAC, HASACConfig
@@ -27,6 +28,7 @@ ALGORITHMS = {
     "HADDPG": HADDPG,
     "HATD3": HATD3,
     "HASAC": HASAC,
+    "HAD3QN": HAD3QN,
     "MADDPG": MADDPG,
     "MATD3": MATD3,
 }
@@ -46,6 +48,8 @@ __all__ = [
     "ALGORITHMS",
     "HAA2C",
     "HAA2CConfig",
+    "HAD3QN",
+    "HAD3QNConfig",
     "HADDPG",
     "HADDPGConfig",
     "HAPPO",

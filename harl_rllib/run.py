@@ -21,6 +21,7 @@ ALGO_CONFIGS = {
     "haddpg": "harl_rllib.algorithms.haddpg:HADDPGConfig",
     "hatd3": "harl_rllib.algorithms.hatd3:HATD3Config",
     "hasac": "harl_rllib.algorithms.hasac:HASACConfig",
+    "had3qn": "harl_rllib.algorithms.had3qn:HAD3QNConfig",
     "maddpg": "harl_rllib.algorithms.maddpg:MADDPGConfig",
     "matd3": "harl_rllib.algorithms.matd3:MATD3Config",
 }

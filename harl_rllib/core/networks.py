@@ -18,6 +18,7 @@ _ACTIVATIONS = {
     "leaky_relu": nn.LeakyReLU,
     "selu": nn.SELU,
     "sigmoid": nn.Sigmoid,
+    "hardswish": nn.Hardswish,
 }
 
 

@@ -185,28 +185,31 @@ class HAOffPolicyConfig(TeamConfig):
 
     def get_multi_rl_module_spec(self, *, inference_only: bool = False, **kwargs) -> MultiRLModuleSpec:
         """One actor per agent (or one shared) and the learner-only Q critic."""
-        team = self.get_team_spec()
-        actor_cfg = {
-            **self.actor_model,
-            "expl_noise": self.expl_noise,
-            "warmup_steps": self.warmup_steps,
-        }
-        specs = self.actor_specs(self.actor_module_class, actor_cfg, inference_only)
+        specs = self.actor_specs(self.actor_module_class, self.actor_model_config(), inference_only)
         if not inference_only:
-            specs[CRITIC_MODULE_ID] = RLModuleSpec(
-                module_class=QCriticTorchRLModule,
-                observation_space=team.state_space,
-                action_space=gym.spaces.Discrete(1),
-                model_config={
-                    "hidden_sizes": list(self.critic_hidden_sizes),
-                    "activation": self.critic_activation,
-                    "num_q": self.num_q,
-                    "use_valuenorm": self.use_valuenorm,
-                    "action_dims": [action_dim(team.action_spaces[a]) for a in team.agents],
-                },
-                learner_only=True,
-            )
+            specs[CRITIC_MODULE_ID] = self.critic_spec()
         return MultiRLModuleSpec(rl_module_specs=specs)
+
+    def actor_model_config(self) -> dict:
+        """Every actor's model_config: `actor_model` and the exploration settings."""
+        return {**self.actor_model, "expl_noise": self.expl_noise, "warmup_steps": self.warmup_steps}
+
+    def critic_spec(self) -> RLModuleSpec:
+        """The learner-only centralized Q critic over the state and the joint action."""
+        team = self.get_team_spec()
+        return RLModuleSpec(
+            module_class=QCriticTorchRLModule,
+            observation_space=team.state_space,
+            action_space=gym.spaces.Discrete(1),
+            model_config={
+                "hidden_sizes": list(self.critic_hidden_sizes),
+                "activation": self.critic_activation,
+                "num_q": self.num_q,
+                "use_valuenorm": self.use_valuenorm,
+                "action_dims": [action_dim(team.action_spaces[a]) for a in team.agents],
+            },
+            learner_only=True,
+        )
 
     def build_learner_connector(self, input_observation_space, input_action_space, device=None):
         """None: the off-policy learner cuts episodes into team transitions itself."""
