@@ -20,7 +20,9 @@ from pathlib import Path
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--algo", default="happo", help="happo | hatrpo | haa2c | mappo | haddpg | hatd3 | hasac | had3qn | maddpg | matd3"
+        "--algo",
+        default="happo",
+        help="happo | hatrpo | haa2c | mappo | haddpg | hatd3 | hasac | had3qn | maddpg | matd3",
     )
     p.add_argument("--env", default="mpe", help="mpe | smax | mamujoco | smac | smacv2 | toy")
     p.add_argument("--task", default="simple_spread_v3")

@@ -8,7 +8,8 @@
 #   SC2PATH=/data/StarCraftII SC2_VERSION=4.10 bash cluster/install_sc2.sh
 #
 # Environment: SC2PATH (install dir; pysc2 reads the same variable, default ~/StarCraftII),
-# SC2_VERSION (Blizzard's Linux package version, default 4.10, the SMAC papers' version),
+# SC2_VERSION (Blizzard's Linux package version, default 4.10: SMACv2's, MAPPO's and HARL's; the SMAC
+# paper used 4.6.2, whose results differ from later versions),
 # PYTHON (the interpreter whose pip installs smac/smacv2, default python), SKIP_PIP=1 (game and
 # maps only).
 #

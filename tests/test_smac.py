@@ -142,6 +142,61 @@ def test_observations_with_and_without_the_agent_id(backend, obs_agent_id):
             np.testing.assert_array_equal(obs["agent_4"]["obs"][od:], np.eye(5)[4])
 
 
+def test_rllib_reset_sequence_launches_one_game_and_counts_max_reward_once(ray_session):
+    """RLlib's env check resets every new env (seed 42) and steps it once, then the runner resets
+    it again, before any battle ends. The real StarCraft2Env launches a game at each reset while
+    no battle has ended and adds the enemies' health and shields to `max_reward` each time (3m:
+    365 → 500, so a won battle scores ≈ 14.6 instead of 20). Through RLlib's env runner (the
+    stand-in counts launches as the real env would): one game per env, max_reward counted once,
+    and a game seed of its own for every env (`test_game_seeds_differ_per_env_and_runner`: and
+    every runner)."""
+    from harl_rllib import HAPPOConfig
+
+    config = (
+        HAPPOConfig()
+        .environment(SMACTeamEnv, env_config={"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=40)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        algo.env_runner.sample(num_timesteps=40)
+        envs = [e.unwrapped for e in algo.env_runner.env.envs]
+        seen = [(e.env.launches, e.env.max_reward, e.game_seed) for e in envs]
+    finally:
+        algo.stop()
+    one_count = 3 * 10 + 200 + 3 * 45.0  # kills, the win, the enemies' health once (marines: 45 hp, no shield)
+    assert all(launches == 1 for launches, _, _ in seen), seen
+    assert all(max_reward == pytest.approx(one_count) for _, max_reward, _ in seen), seen
+    assert len({seed for _, _, seed in seen}) == 2, seen
+
+
+def test_game_seeds_differ_per_env_and_runner():
+    """HARL's rule, seed + 1000 · rank: every env of every runner gets its own game seed."""
+    from ray.rllib.env.env_context import EnvContext
+
+    seeds = []
+    for worker in (1, 2):
+        for _ in range(2):
+            env = SMACTeamEnv(EnvContext({"map_name": "3m", "seed": 7, "sc2_env_cls": StarCraft2EnvStandIn}, worker))
+            env.reset()
+            seeds.append(env.env._seed)
+            assert env.env._seed == env.game_seed and (env.game_seed - 7) % 1000 == 0
+    assert len(set(seeds)) == 4, seeds
+
+
+def test_smac_and_smacv2_in_one_process_is_a_clear_error(monkeypatch):
+    """Both packages register SMAC's maps with pysc2 under the same names; the second import
+    would fail deep in pysc2. The adapter says what to do instead."""
+    from harl_rllib.envs import smac as adapter
+
+    monkeypatch.setitem(sys.modules, "smacv2", types.SimpleNamespace(env=object()))
+    monkeypatch.delitem(sys.modules, "smac", raising=False)
+    with pytest.raises(SMACNotInstalledError, match="separate processes"):
+        adapter._import_smac_env()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_masked_play_dead_agents_and_episode_stats(backend):
     """Random masked play: every agent every step; the dead keep alive=False and a no-op-only mask."""

@@ -199,8 +199,21 @@ def find_starcraft2(map_file: str, *, smacv2: bool = False) -> Path:
     return root
 
 
+def _one_package_per_process(wanted: str) -> None:
+    """oxwhirl's smac and smacv2 each register SMAC's maps with pysc2 under the same names on
+    import; the second import fails deep in pysc2 (`DuplicateMapError`). Say so first."""
+    other = "smacv2" if wanted == "smac" else "smac"
+    if other in sys.modules and wanted not in sys.modules and hasattr(sys.modules[other], "env"):
+        raise SMACNotInstalledError(
+            f"`{other}` is already imported in this process, and oxwhirl's smac and smacv2 cannot both be "
+            "(each registers SMAC's maps with pysc2 under the same names: DuplicateMapError). Run SMAC and "
+            "SMACv2 in separate processes (separate runs, or env runners in separate Ray workers)."
+        )
+
+
 def _import_smac_env() -> type:
     """oxwhirl's StarCraft2Env, telling apart 'not installed' from 'SMAC3 installed under the same name'."""
+    _one_package_per_process("smac")
     try:
         import smac
     except ImportError as e:
@@ -223,6 +236,7 @@ def _import_smac_env() -> type:
 
 
 def _import_smacv2_env() -> type:
+    _one_package_per_process("smacv2")
     try:
         from smacv2.env import StarCraftCapabilityEnvWrapper
     except ImportError as e:
@@ -242,12 +256,26 @@ def _resolve_cls(spec: Any) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+_ENVS_MADE: dict[int, int] = {}  # adapters made in this process, per env runner (worker index)
+
+
+def _seed_offset(worker_index: int) -> int:
+    """1000 · rank, HARL's seed rule (seed + rank · 1000), with a rank distinct for every env of
+    every runner: RLlib gives all of a runner's envs one EnvContext, and its env check resets
+    every env with seed 42 before the runner's seeded reset, so the reset seed cannot tell
+    them apart. The rank counts the adapters made in the runner's process, in creation order."""
+    rank = _ENVS_MADE.get(worker_index, 0)
+    _ENVS_MADE[worker_index] = rank + 1
+    return 1000 * (worker_index * 1000 + rank)
+
+
 class SMACTeamEnv(MultiAgentEnv):
     """One SMAC battle (oxwhirl/smac's StarCraft2Env) as a team MultiAgentEnv (harl_rllib's contract).
 
     env_config: ``task`` or ``map_name`` (one of SMAC_MAPS, "3m" by default), ``state_type``
-    ("EP" or "FP", below), ``seed`` (the game's random seed; without it, the seed of the first
-    ``reset``, which under RLlib is its env check's 42: a running game cannot be re-seeded),
+    ("EP" or "FP", below), ``seed`` (the base of the game's random seed; without it, the seed of
+    the first ``reset``, which under RLlib is its env check's 42: a running game cannot be
+    re-seeded; every env adds its own offset, `game_seed`),
     ``obs_agent_id`` (each agent's one-hot id appended to its observation: True for SMAC and
     False for SMACv2, as HARL's envs), ``unavailable_actions`` ("replace" or "raise", see the
     module doc), ``sc2_env_cls`` (the
@@ -277,6 +305,7 @@ class SMACTeamEnv(MultiAgentEnv):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
+        self._seed_offset = _seed_offset(getattr(config, "worker_index", 0) or 0)
         config = dict(config or {})
         task = config.pop("task", None)
         map_name = config.pop("map_name", None)
@@ -326,8 +355,13 @@ class SMACTeamEnv(MultiAgentEnv):
     def _make_env(self):
         kwargs = copy.deepcopy(self._kwargs)
         if self._seed is not None:
-            kwargs["seed"] = self._seed
+            kwargs["seed"] = self._seed + self._seed_offset
         return self._cls(**kwargs)
+
+    @property
+    def game_seed(self) -> int | None:
+        """The SC2 game's random seed: the run's seed plus this env's offset (HARL's rule)."""
+        return None if self._seed is None else self._seed + self._seed_offset
 
     # ---- conversion to RLlib's dicts ----
     def _observe(self) -> tuple[dict, dict, np.ndarray]:
@@ -345,13 +379,23 @@ class SMACTeamEnv(MultiAgentEnv):
         return obs_dict, infos, alive
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        """A new battle. `seed` only counts before the game runs (and without env_config's seed)."""
+        """A new battle. `seed` only counts before the game runs (and without env_config's seed).
+
+        StarCraft2Env launches the game at every reset while no battle has ended yet
+        (`_episode_count == 0`), and each such reset adds the enemies' health and shields to
+        `max_reward` again, which shrinks every later reward. RLlib resets each env twice before
+        the first battle ends (its env check, then the runner), so from the second reset on the
+        env is told a battle has been played: it restarts the battle in the running game."""
         if not self._launched:
             if seed is not None and self._seed is None:  # no game is running yet: seeding is free
                 self.env.close()
                 self._seed = seed
                 self.env = self._make_env()
             self._launched = True
+        else:
+            sc2 = getattr(self.env, "env", self.env)  # SMACv2's wrapper holds the StarCraft2Env
+            if getattr(sc2, "_episode_count", None) == 0:
+                sc2._episode_count = 1
         self.env.reset()
         self._timeouts = getattr(self.env, "timeouts", 0)
         self.agents = list(self.possible_agents)

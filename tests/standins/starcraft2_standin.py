@@ -227,6 +227,7 @@ class StarCraft2EnvStandIn:
         self.last_action = np.zeros((n_agents, self.n_actions))
         self.win_counted = self.defeat_counted = False
         self.launched = False  # the real env launches the game at the first reset
+        self.launches = 0  # ... and at every reset while no battle has ended (`_episode_count == 0`)
         self.closed = False
 
     # ---- episode ----
@@ -243,7 +244,8 @@ class StarCraft2EnvStandIn:
         self.win_counted = self.defeat_counted = False
         self.last_action = np.zeros((self.n_agents, self.n_actions))
         self._init_units(episode_config)
-        if self._episode_count == 0:
+        if self._episode_count == 0:  # the real env `_launch()`es a game here, and counts max_reward again
+            self.launches += 1
             self.max_reward += sum(u.health_max + u.shield_max for u in self.enemies.values())
         return self.get_obs(), self.get_state()
 
