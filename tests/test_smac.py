@@ -186,6 +186,29 @@ def test_game_seeds_differ_per_env_and_runner():
     assert len(set(seeds)) == 4, seeds
 
 
+def test_smacv2_battles_repeat_with_the_seed(monkeypatch):
+    """smacv2 draws each battle's teams and start positions from unseeded generators and shuffles
+    unit order with Python's `random` (the stand-in does the same); the adapter seeds them from
+    the env's game seed: the same seed gives the same battles, another seed others."""
+    from harl_rllib.envs import smac as adapter
+
+    def battles(seed: int) -> list[np.ndarray]:
+        monkeypatch.setattr(adapter, "_ENVS_MADE", {})  # every env made here gets rank 0
+        env = SMACv2TeamEnv(
+            {"task": "terran_5_vs_5", "seed": seed, "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn}
+        )
+        out = []
+        for _ in range(4):
+            env.reset()
+            out.append(np.asarray(env.env.get_state()))
+        return out
+
+    first, again, other = battles(3), battles(3), battles(4)
+    for x, y in zip(first, again, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, y) for x, y in zip(first, other, strict=True))
+
+
 def test_smac_and_smacv2_in_one_process_is_a_clear_error(monkeypatch):
     """Both packages register SMAC's maps with pysc2 under the same names; the second import
     would fail deep in pysc2. The adapter says what to do instead."""
@@ -328,8 +351,11 @@ def test_unavailable_actions_replaced_or_raised():
         strict.step({"agent_0": STOP, "agent_1": STOP, "agent_2": 8})
 
 
-def test_seeds():
+def test_seeds(monkeypatch):
+    from harl_rllib.envs import smac as adapter
+
     def rollout(config, seed=None):
+        monkeypatch.setattr(adapter, "_ENVS_MADE", {})  # rank 0: the game seed is the seed itself
         env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, **config})
         obs, _ = env.reset(seed=seed)
         rng, out = np.random.default_rng(0), []

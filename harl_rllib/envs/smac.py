@@ -34,6 +34,7 @@ import copy
 import importlib
 import logging
 import os
+import random
 import sys
 from pathlib import Path
 from typing import Any
@@ -254,6 +255,18 @@ def _resolve_cls(spec: Any) -> type:
     if not module or not name:
         raise ValueError(f"sc2_env_cls must be a class or a 'module:Name' string; got {spec!r}")
     return getattr(importlib.import_module(module), name)
+
+
+def _seed_generators(obj: Any, seq: np.random.SeedSequence, depth: int = 0) -> None:
+    """Replace every numpy Generator held by a smacv2 distribution (and the distributions it
+    holds, e.g. surrounded-and-reflect's two) by one seeded from `seq`."""
+    if depth > 3 or not hasattr(obj, "__dict__"):
+        return
+    for name, value in sorted(vars(obj).items()):
+        if isinstance(value, np.random.Generator):
+            setattr(obj, name, np.random.default_rng(seq.spawn(1)[0]))
+        elif hasattr(value, "generate"):
+            _seed_generators(value, seq.spawn(1)[0], depth + 1)
 
 
 _ENVS_MADE: dict[int, int] = {}  # adapters made in this process, per env runner (worker index)
@@ -495,3 +508,15 @@ class SMACv2TeamEnv(SMACTeamEnv):
 
     def _map_file(self) -> str:
         return SMACV2_MAP_FILE
+
+    def _make_env(self):
+        """The wrapper, with its team and start-position draws seeded from the game seed: smacv2's
+        distributions each draw from an unseeded `np.random.default_rng()` and shuffle the unit
+        order with Python's global `random`, so without this no two runs see the same battles."""
+        env = super()._make_env()
+        seed = self.game_seed
+        if seed is not None:
+            random.seed(seed)  # the unit-order shuffles (HARL seeds `random` at start, too)
+            for k, distribution in enumerate(getattr(env, "env_key_to_distribution_map", {}).values()):
+                _seed_generators(distribution, np.random.SeedSequence([seed, k]))
+        return env

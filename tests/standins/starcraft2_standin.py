@@ -30,6 +30,7 @@ randomness comes from ``seed``. Not modelled (NotImplementedError): ``heuristic_
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -252,8 +253,8 @@ class StarCraft2EnvStandIn:
     def _init_units(self, episode_config: dict) -> None:
         rng = self._rng
         if "team_gen" in episode_config:
-            allies = list(episode_config["team_gen"]["item"])
-            enemies = list(episode_config["team_gen"].get("enemy_item", allies))
+            allies = list(episode_config["team_gen"]["ally_team"])
+            enemies = list(episode_config["team_gen"]["enemy_team"])
         else:
             allies = [self._unit_names[i % len(self._unit_names)] for i in range(self.n_agents)]
             enemy_names = RACE_UNITS[self._bot_race][: len(self._unit_names)]
@@ -620,19 +621,72 @@ class StarCraft2EnvV2StandIn(StarCraft2EnvStandIn):
         return {**super().get_env_info(), "cap_shape": self.get_cap_size()}
 
 
+class _WeightedTeamsStandIn:
+    """smacv2's WeightedTeamsDistribution as the real one draws: its own *unseeded*
+    `default_rng()` for unit types and Python's global `random` for the order; keys
+    ``ally_team``/``enemy_team``."""
+
+    def __init__(self, config: dict) -> None:
+        self.config, self.env_key = config, config["env_key"]
+        self.rng = np.random.default_rng()
+
+    def _team(self, n: int) -> list[str]:
+        c = self.config
+        types, weights = list(c["unit_types"]), np.asarray(c["weights"], float)
+        exceptions = set(c.get("exception_unit_types", []))
+        team: list[str] = []
+        while not team or all(t in exceptions for t in team):
+            team = [str(t) for t in self.rng.choice(types, size=n, p=weights / weights.sum())]
+            random.shuffle(team)
+        return team
+
+    def generate(self) -> dict[str, dict]:
+        n, n_en = self.config["n_units"], self.config["n_enemies"]
+        team = self._team(n)
+        enemies = (team + self._team(n_en - n))[:n_en] if n_en > n else team[:n_en]
+        return {self.env_key: {"ally_team": team, "enemy_team": enemies, "id": 0}}
+
+
+class _SurroundedAndReflectStandIn:
+    """smacv2's surrounded-and-reflect start positions (simplified geometry), drawn from its own
+    *unseeded* `default_rng()` as the real distribution's."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
+        self.rng = np.random.default_rng()
+
+    def generate(self) -> dict[str, dict]:
+        c, rng = self.config, self.rng
+        n, n_en, size = c["n_units"], c["n_enemies"], float(c["map_x"])
+        if rng.random() < c["p"]:  # surrounded: we start in the middle, enemies around us
+            ally = size / 2 + rng.uniform(-1, 1, (n, 2))
+            angle = rng.uniform(0, 2 * np.pi, n_en)
+            enemy = size / 2 + 7.0 * np.stack([np.cos(angle), np.sin(angle)], 1)
+        else:  # reflect: random positions on our side, enemies at the mirror image
+            ally = np.stack([rng.uniform(2, size / 2 - 3, n), rng.uniform(2, size - 2, n)], 1)
+            mirrored = size - ally
+            enemy = np.concatenate([mirrored, mirrored[: max(n_en - n, 0)]])[:n_en]
+        return {"ally_start_positions": {"item": ally, "id": 0}, "enemy_start_positions": {"item": enemy, "id": 0}}
+
+
+_DISTRIBUTIONS = {"weighted_teams": _WeightedTeamsStandIn, "surrounded_and_reflect": _SurroundedAndReflectStandIn}
+
+
 class StarCraftCapabilityEnvWrapperStandIn:
     """Stand-in for ``smacv2.env.StarCraftCapabilityEnvWrapper``.
 
     Like the real wrapper it takes StarCraft2Env's keywords plus ``capability_config``,
     writes ``n_units``/``n_enemies`` into each distribution's config (mutating the dict it
-    is given), draws each episode's teams and start positions at ``reset()``, and
-    forwards everything else to the inner env (``self.env``, also via ``__getattr__``).
-    Distributions modelled: ``weighted_teams`` and ``surrounded_and_reflect``.
+    is given), builds one distribution per key (``env_key_to_distribution_map``), draws each
+    episode's teams and start positions at ``reset()`` from them, and forwards everything
+    else to the inner env (``self.env``, also via ``__getattr__``). As in the real package the
+    draws are not seeded by the env's ``seed``. Distributions modelled: ``weighted_teams`` and
+    ``surrounded_and_reflect``.
     """
 
     def __init__(self, **kwargs: Any) -> None:
         self.distribution_config = kwargs["capability_config"]
-        self._rng = np.random.default_rng(kwargs.get("seed"))
+        self.env_key_to_distribution_map: dict[str, Any] = {}
         self._parse_distribution_config()
         self.env = StarCraft2EnvV2StandIn(**kwargs)
         assert self.distribution_config.keys() == kwargs["capability_config"].keys(), (
@@ -643,39 +697,17 @@ class StarCraftCapabilityEnvWrapperStandIn:
         for env_key, config in self.distribution_config.items():
             if env_key in ("n_units", "n_enemies"):
                 continue
-            if config["dist_type"] not in ("weighted_teams", "surrounded_and_reflect"):
+            if config["dist_type"] not in _DISTRIBUTIONS:
                 raise NotImplementedError(f"the stand-in does not model dist_type {config['dist_type']!r}")
             config["env_key"] = env_key
             config["n_units"] = self.distribution_config["n_units"]
             config["n_enemies"] = self.distribution_config["n_enemies"]
+            self.env_key_to_distribution_map[env_key] = _DISTRIBUTIONS[config["dist_type"]](config)
 
     def _generate(self) -> dict[str, dict]:
         out: dict[str, dict] = {}
-        rng = self._rng
-        for config in self.distribution_config.values():
-            if not isinstance(config, dict):
-                continue
-            n, n_en = config["n_units"], config["n_enemies"]
-            if config["dist_type"] == "weighted_teams":
-                types, weights = list(config["unit_types"]), np.asarray(config["weights"], float)
-                exceptions = set(config.get("exception_unit_types", []))
-                team = list(rng.choice(types, size=n, p=weights / weights.sum()))
-                while exceptions and all(t in exceptions for t in team):
-                    team = list(rng.choice(types, size=n, p=weights / weights.sum()))
-                extra = list(rng.choice(types, size=n_en - n, p=weights / weights.sum())) if n_en > n else []
-                out["team_gen"] = {"item": team, "enemy_item": (team + extra)[:n_en], "id": 0}
-            else:
-                size = float(config["map_x"])
-                if rng.random() < config["p"]:  # surrounded: we start in the middle, enemies around us
-                    ally = size / 2 + rng.uniform(-1, 1, (n, 2))
-                    angle = rng.uniform(0, 2 * np.pi, n_en)
-                    enemy = size / 2 + 7.0 * np.stack([np.cos(angle), np.sin(angle)], 1)
-                else:  # reflect: random positions on our side, enemies at the mirror image
-                    ally = np.stack([rng.uniform(2, size / 2 - 3, n), rng.uniform(2, size - 2, n)], 1)
-                    mirrored = size - ally
-                    enemy = np.concatenate([mirrored, mirrored[: max(n_en - n, 0)]])[:n_en]
-                out["ally_start_positions"] = {"item": ally, "id": 0}
-                out["enemy_start_positions"] = {"item": enemy, "id": 0}
+        for distribution in self.env_key_to_distribution_map.values():
+            out = {**out, **distribution.generate()}
         return out
 
     def reset(self):
