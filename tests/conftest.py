@@ -52,6 +52,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+def train_steps(config, env_steps: int) -> list[float]:
+    """Team returns of the iterations that finished episodes, until `env_steps` are sampled
+    (off-policy iterations are short: many end no episode)."""
+    import numpy as np
+
+    algo = config.build_algo()
+    returns: list[float] = []
+    try:
+        while True:
+            er = algo.train()["env_runners"]
+            ret = er.get("team_episode_return_mean")
+            if ret is not None and not np.isnan(ret):
+                returns.append(float(ret))
+            if er["num_env_steps_sampled_lifetime"] >= env_steps:
+                return returns
+    finally:
+        algo.stop()
+
+
 def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
     """A small, fast config on a real mpe2 env (no remote env runners)."""
     import harl_rllib  # noqa: F401

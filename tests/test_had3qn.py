@@ -15,6 +15,8 @@ from harl_rllib.core.off_policy_learner import NEXT_OBS
 from harl_rllib.core.replay import DISCOUNT, NEXT_STATE, REWARD, TERMINATED
 from harl_rllib.envs.toy import DistinctActionsEnv
 
+from conftest import train_steps
+
 GAMMA = 0.95
 
 
@@ -148,17 +150,6 @@ def test_had3qn_learns_to_act_differently(ray_session):
         .training(warmup_steps=500, train_interval=10, train_batch_size_per_learner=256)
         .debugging(seed=0)
     )
-    algo = config.build_algo()
-    returns = []
-    try:
-        while True:
-            er = algo.train()["env_runners"]
-            ret = er.get("team_episode_return_mean")
-            if ret is not None and not np.isnan(ret):
-                returns.append(float(ret))
-            if er["num_env_steps_sampled_lifetime"] >= 8000:
-                break
-    finally:
-        algo.stop()
+    returns = train_steps(config, 8000)
     assert returns[0] < -1.8, returns  # the random warm-up
     assert np.mean(returns[-5:]) > -0.8, np.round(returns, 2).tolist()

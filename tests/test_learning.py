@@ -8,6 +8,8 @@ import pytest
 from harl_rllib import HAA2CConfig, HAPPOConfig, HASACConfig, HATD3Config, HATRPOConfig, MAPPOConfig
 from harl_rllib.envs.toy import random_team_reward
 
+from conftest import train_steps
+
 
 def _train(config, iters, metric: str | None = None):
     """Team returns per iteration (and the env metric `metric`, 0 before it is reported)."""
@@ -119,23 +121,6 @@ def test_happo_improves_on_halfcheetah_2x3(ray_session):
 # ---- the off-policy family -----------------------------------------------------------
 
 
-def _train_steps(config, env_steps: int) -> list[float]:
-    """Team returns of the iterations that finished episodes, until `env_steps` are sampled
-    (off-policy iterations are short: many end no episode)."""
-    algo = config.build_algo()
-    returns: list[float] = []
-    try:
-        while True:
-            er = algo.train()["env_runners"]
-            ret = er.get("team_episode_return_mean")
-            if ret is not None and not np.isnan(ret):
-                returns.append(float(ret))
-            if er["num_env_steps_sampled_lifetime"] >= env_steps:
-                return returns
-    finally:
-        algo.stop()
-
-
 @pytest.mark.slow
 def test_hatd3_improves_on_halfcheetah_2x3(ray_session):
     """MAMuJoCo HalfCheetah 2x3, 200-step episodes, 0.5 update per env step (batch 256). The
@@ -150,7 +135,7 @@ def test_hatd3_improves_on_halfcheetah_2x3(ray_session):
         .training(warmup_steps=2000, train_interval=10, update_per_train=5, train_batch_size_per_learner=256)
         .debugging(seed=0)
     )
-    returns = _train_steps(config, 30_000)
+    returns = train_steps(config, 30_000)
     start, end = np.mean(returns[:2]), np.mean(returns[-3:])
     assert start < -20 and end > start + 40, returns
 
@@ -169,7 +154,7 @@ def test_hatd3_improves_on_simple_spread_continuous(ray_session):
         .env_runners(num_env_runners=0, num_envs_per_env_runner=10)
         .debugging(seed=0)
     )
-    returns = _train_steps(config, 40_000)
+    returns = train_steps(config, 40_000)
     # The first iteration is the whole warm-up (400 random episodes); the last ten have 200.
     start, end = returns[0], np.mean(returns[-10:])
     assert start < -72 and end > -67 and end > start + 8, np.round(returns, 1).tolist()
@@ -193,6 +178,6 @@ def test_hasac_learns_continuous_sum(ray_session):
         )
         .debugging(seed=0)
     )
-    returns = _train_steps(config, 6000)
+    returns = train_steps(config, 6000)
     assert returns[0] < -2.2, returns  # the random warm-up
     assert np.mean(returns[-5:]) > -1.5, returns
