@@ -209,6 +209,19 @@ def test_smacv2_battles_repeat_with_the_seed(monkeypatch):
     assert any(not np.array_equal(x, y) for x, y in zip(first, other, strict=True))
 
 
+def test_smacv2_reset_retry_returns_nothing_and_the_adapter_copes():
+    """smacv2's wrapper answers a CannotResetException by drawing new teams and resetting again,
+    and then returns None; the adapter reads the battle from the env, not from reset's value."""
+    env = SMACv2TeamEnv({"task": "terran_5_vs_5", "seed": 1, "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn})
+    env.reset()
+    env.env.env.failing_resets = 2
+    assert env.env.reset() is None  # the wrapper's own answer after its retries
+    env.env.env.failing_resets = 1
+    obs, infos = env.reset()
+    assert set(obs) == set(env.possible_agents) and env.env.env.failing_resets == 0
+    np.testing.assert_array_equal(infos["agent_0"]["state"], env.env.get_state())
+
+
 def test_smac_and_smacv2_in_one_process_is_a_clear_error(monkeypatch):
     """Both packages register SMAC's maps with pysc2 under the same names; the second import
     would fail deep in pysc2. The adapter says what to do instead."""

@@ -587,13 +587,21 @@ class StarCraft2EnvStandIn:
         self.closed = True
 
 
+class CannotResetException(Exception):
+    """smacv2's: the game could not place the generated units; the wrapper draws again."""
+
+
 class StarCraft2EnvV2StandIn(StarCraft2EnvStandIn):
     """Stand-in for ``smacv2.env.StarCraft2Env``: SMAC's API plus smacv2's keywords and capabilities."""
 
     _kwargs: ClassVar[frozenset[str]] = SMACV2_KWARGS
+    failing_resets = 0  # set > 0 in a test: that many resets raise CannotResetException first
 
     def reset(self, episode_config: dict | None = None) -> tuple[list[np.ndarray], np.ndarray]:
         """smacv2's reset takes the episode's generated teams and start positions."""
+        if self.failing_resets > 0:
+            self.failing_resets -= 1
+            raise CannotResetException("units could not be placed")
         return self._reset(episode_config or {})
 
     def get_cap_size(self) -> int:
@@ -711,7 +719,10 @@ class StarCraftCapabilityEnvWrapperStandIn:
         return out
 
     def reset(self):
-        return self.env.reset(self._generate())
+        try:
+            return self.env.reset(self._generate())
+        except CannotResetException:  # as smacv2's wrapper: draw again, and return None
+            self.reset()
 
     def __getattr__(self, name: str):
         if name != "env" and hasattr(self.env, name):
