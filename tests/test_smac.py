@@ -178,22 +178,21 @@ def test_game_seeds_differ_per_env_and_runner():
 
     seeds = []
     for worker in (1, 2):
-        for _ in range(2):
-            env = SMACTeamEnv(EnvContext({"map_name": "3m", "seed": 7, "sc2_env_cls": StarCraft2EnvStandIn}, worker))
+        ctx = EnvContext({"map_name": "3m", "seed": 7, "sc2_env_cls": StarCraft2EnvStandIn}, worker)
+        for _ in range(2):  # a runner's envs share its EnvContext
+            env = SMACTeamEnv(ctx)
             env.reset()
             seeds.append(env.env._seed)
             assert env.env._seed == env.game_seed and (env.game_seed - 7) % 1000 == 0
     assert len(set(seeds)) == 4, seeds
 
 
-def test_smacv2_battles_repeat_with_the_seed(monkeypatch):
+def test_smacv2_battles_repeat_with_the_seed():
     """smacv2 draws each battle's teams and start positions from unseeded generators and shuffles
     unit order with Python's `random` (the stand-in does the same); the adapter seeds them from
     the env's game seed: the same seed gives the same battles, another seed others."""
-    from harl_rllib.envs import smac as adapter
 
     def battles(seed: int) -> list[np.ndarray]:
-        monkeypatch.setattr(adapter, "_ENVS_MADE", {})  # every env made here gets rank 0
         env = SMACv2TeamEnv(
             {"task": "terran_5_vs_5", "seed": seed, "sc2_env_cls": StarCraftCapabilityEnvWrapperStandIn}
         )
@@ -364,11 +363,8 @@ def test_unavailable_actions_replaced_or_raised():
         strict.step({"agent_0": STOP, "agent_1": STOP, "agent_2": 8})
 
 
-def test_seeds(monkeypatch):
-    from harl_rllib.envs import smac as adapter
-
+def test_seeds():
     def rollout(config, seed=None):
-        monkeypatch.setattr(adapter, "_ENVS_MADE", {})  # rank 0: the game seed is the seed itself
         env = SMACTeamEnv({"map_name": "3m", "sc2_env_cls": StarCraft2EnvStandIn, **config})
         obs, _ = env.reset(seed=seed)
         rng, out = np.random.default_rng(0), []

@@ -53,7 +53,7 @@ def test_observations_with_and_without_the_agent_id(env3m):
     with_id = SMAXTeamEnv({"task": "3m", "max_steps": 40, "obs_agent_id": True})
     od = env3m.observation_spaces["agent_0"]["obs"].shape[0]
     assert with_id.observation_spaces["agent_0"]["obs"].shape == (od + 3,)
-    plain, _ = env3m.reset(seed=0)
+    plain, _ = SMAXTeamEnv({"task": "3m", "max_steps": 40}).reset(seed=0)  # fresh: env3m's state is shared
     obs, _ = with_id.reset(seed=0)
     for k, a in enumerate(with_id.possible_agents):
         np.testing.assert_array_equal(obs[a]["obs"][:od], plain[a]["obs"])

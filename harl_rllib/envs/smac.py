@@ -269,17 +269,17 @@ def _seed_generators(obj: Any, seq: np.random.SeedSequence, depth: int = 0) -> N
             _seed_generators(value, seq.spawn(1)[0], depth + 1)
 
 
-_ENVS_MADE: dict[int, int] = {}  # adapters made in this process, per env runner (worker index)
-
-
-def _seed_offset(worker_index: int) -> int:
+def _seed_offset(config: Any) -> int:
     """1000 · rank, HARL's seed rule (seed + rank · 1000), with a rank distinct for every env of
-    every runner: RLlib gives all of a runner's envs one EnvContext, and its env check resets
-    every env with seed 42 before the runner's seeded reset, so the reset seed cannot tell
-    them apart. The rank counts the adapters made in the runner's process, in creation order."""
-    rank = _ENVS_MADE.get(worker_index, 0)
-    _ENVS_MADE[worker_index] = rank + 1
-    return 1000 * (worker_index * 1000 + rank)
+    every runner. RLlib hands all of a runner's envs one EnvContext and its env check resets
+    every env with seed 42 before the runner's seeded reset, so neither tells them apart: the
+    rank is the runner's worker index and the order in which its envs are made, counted on
+    that EnvContext (a new runner, or a rebuilt set of envs, counts from 0 again)."""
+    worker = int(getattr(config, "worker_index", 0) or 0)
+    made = getattr(config, "_harl_smac_envs_made", 0)
+    if hasattr(config, "worker_index"):  # an EnvContext (a plain dict takes no attributes)
+        config._harl_smac_envs_made = made + 1
+    return 1000 * (worker * 1000 + made)
 
 
 class SMACTeamEnv(MultiAgentEnv):
@@ -318,7 +318,7 @@ class SMACTeamEnv(MultiAgentEnv):
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         super().__init__()
-        self._seed_offset = _seed_offset(getattr(config, "worker_index", 0) or 0)
+        self._seed_offset = _seed_offset(config)
         config = dict(config or {})
         task = config.pop("task", None)
         map_name = config.pop("map_name", None)
