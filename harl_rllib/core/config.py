@@ -206,6 +206,16 @@ class TeamConfig(AlgorithmConfig):
     def module_for(self, agent_id: str) -> str:
         return _agent_to_module(agent_id, share_param=self.share_param)
 
+    def central_critic_spec(self, module_class: type, model_config: dict) -> RLModuleSpec:
+        """The learner-only centralized critic's spec: it reads the team's global state."""
+        return RLModuleSpec(
+            module_class=module_class,
+            observation_space=self.get_team_spec().state_space,
+            action_space=gym.spaces.Discrete(1),
+            model_config=model_config,
+            learner_only=True,
+        )
+
     def actor_specs(self, module_class: type, model_config: dict, inference_only: bool) -> dict[str, RLModuleSpec]:
         """One actor spec per module: per agent, or one for all with `share_param`."""
         team = self.get_team_spec()
@@ -433,20 +443,12 @@ class HAConfig(TeamConfig):
 
     def get_multi_rl_module_spec(self, *, inference_only: bool = False, **kwargs) -> MultiRLModuleSpec:
         """One actor spec per agent (or one shared), plus the learner-only critic."""
-        team = self.get_team_spec()
         recurrent = self.recurrent_model_config()
         specs = self.actor_specs(HAActorTorchRLModule, {**self.actor_model, **recurrent}, inference_only)
         if not inference_only:
-            specs[CRITIC_MODULE_ID] = RLModuleSpec(
-                module_class=CentralCriticTorchRLModule,
-                observation_space=team.state_space,
-                action_space=gym.spaces.Discrete(1),
-                model_config={
-                    "hidden_sizes": list(self.critic_hidden_sizes),
-                    "use_valuenorm": self.use_valuenorm,
-                    **recurrent,
-                },
-                learner_only=True,
+            specs[CRITIC_MODULE_ID] = self.central_critic_spec(
+                CentralCriticTorchRLModule,
+                {"hidden_sizes": list(self.critic_hidden_sizes), "use_valuenorm": self.use_valuenorm, **recurrent},
             )
         return MultiRLModuleSpec(rl_module_specs=specs)
 

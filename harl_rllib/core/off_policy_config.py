@@ -197,18 +197,15 @@ class HAOffPolicyConfig(TeamConfig):
     def critic_spec(self) -> RLModuleSpec:
         """The learner-only centralized Q critic over the state and the joint action."""
         team = self.get_team_spec()
-        return RLModuleSpec(
-            module_class=QCriticTorchRLModule,
-            observation_space=team.state_space,
-            action_space=gym.spaces.Discrete(1),
-            model_config={
+        return self.central_critic_spec(
+            QCriticTorchRLModule,
+            {
                 "hidden_sizes": list(self.critic_hidden_sizes),
                 "activation": self.critic_activation,
                 "num_q": self.num_q,
                 "use_valuenorm": self.use_valuenorm,
                 "action_dims": [action_dim(team.action_spaces[a]) for a in team.agents],
             },
-            learner_only=True,
         )
 
     def build_learner_connector(self, input_observation_space, input_action_space, device=None):

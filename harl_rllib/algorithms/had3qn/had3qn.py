@@ -60,16 +60,13 @@ class HAD3QNConfig(HAOffPolicyConfig):
 
     def critic_spec(self) -> RLModuleSpec:
         team = self.get_team_spec()
-        return RLModuleSpec(
-            module_class=DuelingJointQCriticTorchRLModule,
-            observation_space=team.state_space,
-            action_space=gym.spaces.Discrete(1),
-            model_config={
+        return self.central_critic_spec(
+            DuelingJointQCriticTorchRLModule,
+            {
                 **self.actor_model,
                 "hidden_sizes": list(self.critic_hidden_sizes),
                 "action_dims": [int(team.action_spaces[a].n) for a in team.agents],
             },
-            learner_only=True,
         )
 
     def get_default_learner_class(self):
