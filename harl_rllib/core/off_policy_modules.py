@@ -106,6 +106,14 @@ class _OffPolicyActor(TorchRLModule, InferenceOnlyAPI):
     def _in_warmup(self, t: Any) -> bool:
         return t is not None and t < int(self.cfg["warmup_steps"])
 
+    # The actors return actions themselves; RLlib still asks for a distribution class per mode,
+    # the same one in every mode (each subclass names it in `get_inference_action_dist_cls`).
+    def get_exploration_action_dist_cls(self):
+        return self.get_inference_action_dist_cls()
+
+    def get_train_action_dist_cls(self):
+        return self.get_inference_action_dist_cls()
+
 
 class DeterministicActorTorchRLModule(_OffPolicyActor):
     """HADDPG/HATD3 actor: a = tanh(MLP(o)) ∈ [-1, 1]; exploration adds N(0, expl_noise²),
@@ -141,12 +149,6 @@ class DeterministicActorTorchRLModule(_OffPolicyActor):
         return {Columns.ACTIONS: a.clamp(-1.0, 1.0)}
 
     def get_inference_action_dist_cls(self):
-        return TorchDeterministic
-
-    def get_exploration_action_dist_cls(self):
-        return TorchDeterministic
-
-    def get_train_action_dist_cls(self):
         return TorchDeterministic
 
 
@@ -210,12 +212,6 @@ class SoftActorTorchRLModule(_OffPolicyActor):
 
     def get_inference_action_dist_cls(self):
         return TorchCategorical if self._discrete else TorchDeterministic
-
-    def get_exploration_action_dist_cls(self):
-        return self.get_inference_action_dist_cls()
-
-    def get_train_action_dist_cls(self):
-        return self.get_inference_action_dist_cls()
 
 
 class QCriticTorchRLModule(TorchRLModule):

@@ -18,6 +18,7 @@ from typing_extensions import Self
 
 from harl_rllib.algorithms.had3qn.torch.had3qn_modules import (
     DUELING_DEFAULTS,
+    EPSILON,
     DuelingJointQCriticTorchRLModule,
     DuelingQActorTorchRLModule,
     joint_space_size,
@@ -40,8 +41,8 @@ class HAD3QNConfig(HAOffPolicyConfig):
         self.gamma = 0.95
         self.policy_freq = 1
         self.num_q = 1
-        self.epsilon = 0.05
-        self.actor_model = {k: v for k, v in DUELING_DEFAULTS.items() if k not in ("epsilon", "warmup_steps")}
+        self.epsilon = EPSILON
+        self.actor_model = dict(DUELING_DEFAULTS)
         self.critic_hidden_sizes = [128, 128]
         self.num_envs_per_env_runner = 20
 

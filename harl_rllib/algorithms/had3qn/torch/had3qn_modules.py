@@ -19,15 +19,14 @@ from harl_rllib.core.critic import STATE
 from harl_rllib.core.networks import flat_dim
 from harl_rllib.core.off_policy_modules import Q_VALUES, _OffPolicyActor, plain_mlp
 
-DUELING_DEFAULTS: dict[str, Any] = {
-    "hidden_sizes": [128, 128],  # HARL's base_hidden_sizes
+DUELING_DEFAULTS: dict[str, Any] = {  # HARL's had3qn.yaml model settings, actors' and critic's
+    "hidden_sizes": [128, 128],  # base_hidden_sizes
     "activation": "relu",  # base_activation_func
     "dueling_v_hidden_sizes": [128],
     "dueling_a_hidden_sizes": [128],
     "dueling_activation": "hardswish",  # dueling_v/a_activation_func
-    "epsilon": 0.05,
-    "warmup_steps": 0,
 }
+EPSILON = 0.05  # HARL's ε-greedy chance
 JOINT_INDEX = "joint_index"
 
 
@@ -53,7 +52,7 @@ class DuelingQActorTorchRLModule(_OffPolicyActor):
     ε-greedily when exploring, uniformly at random during the warm-up."""
 
     def setup(self) -> None:
-        self.model_config = {**DUELING_DEFAULTS, **(self.model_config or {})}
+        self.model_config = {**DUELING_DEFAULTS, "epsilon": EPSILON, **(self.model_config or {})}
         super().setup()
 
     def _build(self) -> None:
@@ -87,12 +86,6 @@ class DuelingQActorTorchRLModule(_OffPolicyActor):
         return {Columns.ACTIONS: self.greedy(batch[Columns.OBS])}
 
     def get_inference_action_dist_cls(self):
-        return TorchCategorical
-
-    def get_exploration_action_dist_cls(self):
-        return TorchCategorical
-
-    def get_train_action_dist_cls(self):
         return TorchCategorical
 
 
