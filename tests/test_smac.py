@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from standins.starcraft2_standin import (
     StarCraft2EnvStandIn,
+    StarCraft2EnvV2StandIn,
     StarCraftCapabilityEnvWrapperStandIn,
 )
 
@@ -361,6 +362,67 @@ def test_unavailable_actions_replaced_or_raised():
     strict.reset(seed=0)
     with pytest.raises(ValueError, match=r"agent_2 took unavailable action 8; available: \[1, 2, 3, 4, 5\]"):
         strict.step({"agent_0": STOP, "agent_1": STOP, "agent_2": 8})
+
+
+def test_medivacs_heal_and_a_team_of_only_medivacs_loses():
+    """MMM (stand-in, as SMAC): a medivac's target actions name allies it can heal (alive, in
+    range, not medivacs); a heal restores health; the battle ends lost once only medivacs are
+    left of our team, won once the only enemy left is a medivac (SMAC; smacv2 never ends so)."""
+    sc2 = StarCraft2EnvStandIn(map_name="MMM", seed=0)
+    sc2.reset()
+    medivacs = [i for i, u in sc2.agents.items() if u.unit_type == "medivac"]
+    others = [i for i, u in sc2.agents.items() if u.unit_type != "medivac"]
+    assert medivacs and others
+    med = medivacs[0]
+    mpos = sc2.agents[med].pos
+    in_range = {t for t in others if np.hypot(sc2.agents[t].pos.x - mpos.x, sc2.agents[t].pos.y - mpos.y) <= 6.0}
+    avail = sc2.get_avail_agent_actions(med)
+    assert {a - FIRST_ATTACK for a in range(FIRST_ATTACK, len(avail)) if avail[a]} == in_range
+    assert med not in in_range and in_range
+    target = min(in_range)
+    sc2.agents[target].health -= 30
+    before = sc2.agents[target].health
+    actions = [STOP] * sc2.n_agents
+    actions[med] = FIRST_ATTACK + target
+    sc2.step(actions)  # the enemies start out of range: nothing else changes our health this step
+    assert sc2.agents[target].health == before + 9.0
+
+    for i in others:  # only medivacs left of our team: lost
+        sc2.agents[i].health = 0.0
+    reward, terminated, info = sc2.step([int(np.flatnonzero(a)[-1]) for a in sc2.get_avail_actions()])
+    assert terminated and not info["battle_won"] and sc2.battles_won == 0
+
+    for env_cls, ends in ((StarCraft2EnvStandIn, True), (StarCraft2EnvV2StandIn, False)):
+        sc2 = env_cls(map_name="MMM", seed=0)
+        sc2.reset()
+        (enemy_medivac, *_) = [i for i, u in sc2.enemies.items() if u.unit_type == "medivac"]
+        for i in sc2.enemies:
+            if i != enemy_medivac:
+                sc2.enemies[i].health = sc2.enemies[i].shield = 0.0
+        _, terminated, info = sc2.step([STOP] * sc2.n_agents)
+        assert terminated is ends and info["battle_won"] is ends
+
+    # Through the adapter: random masked play with heals never takes an unavailable action,
+    # and every finished battle ended by SMAC's rules.
+    env = make(StarCraft2EnvStandIn, map_name="MMM", seed=1)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset()
+    heals = ends = 0
+    for _ in range(400):
+        actions = random_masked(obs, rng)
+        heals += sum(
+            env.env.agents[int(a.split("_")[1])].unit_type == "medivac" and x >= FIRST_ATTACK
+            for a, x in actions.items()
+        )
+        obs, _, term, trunc, infos = env.step(actions)
+        if term["__all__"]:
+            ours = [u for u in env.env.agents.values() if u.health > 0]
+            theirs = [u for u in env.env.enemies.values() if u.health > 0]
+            assert all(u.unit_type == "medivac" for u in ours) or [u.unit_type for u in theirs] in ([], ["medivac"])
+            ends += 1
+        if term["__all__"] or trunc["__all__"]:
+            obs, _ = env.reset()
+    assert heals > 0 and ends > 0
 
 
 def test_seeds():

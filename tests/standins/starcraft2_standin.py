@@ -21,9 +21,15 @@ rely on:
   (``death_tracker_ally``, ``timeouts``, ``battles_won``, ...), including the real env's
   quirk that ``reward_sparse=True`` never updates the death trackers.
 
-The battle is a toy, not StarCraft: units on a 32x32 plane, our attacks deal a fixed
-damage per step, medivacs shoot instead of healing, and every enemy walks to the nearest
-ally and, once in range, shoots a random ally in range with probability 0.35. All
+* medivacs (SMAC's MMM maps, SMACv2's terran maps): a medivac's target actions 6+t name
+  *allies* t (alive, in range, not medivacs, itself included), and heal instead of attack;
+  a battle is lost once only medivacs are left of our team, and (SMAC's rule, not smacv2's)
+  won once the only enemy left is a medivac.
+
+The battle is a toy, not StarCraft: units on a 32x32 plane, attacks deal a fixed damage
+and heals a fixed amount per step, and every enemy walks to the nearest ally and, once in
+range, shoots a random ally in range with probability 0.35 (an enemy medivac heals a
+random damaged enemy in range instead). All
 randomness comes from ``seed``. Not modelled (NotImplementedError): ``heuristic_ai``,
 ``conic_fov``.
 """
@@ -72,7 +78,7 @@ MAP_PARAMS: dict[str, tuple[int, int, int, str, str, int]] = {
 UNIT_STATS: dict[str, tuple[float, float, float]] = {
     "marine": (45, 0, 6),
     "marauder": (125, 0, 10),
-    "medivac": (150, 0, 3),
+    "medivac": (150, 0, 0),
     "stalker": (80, 80, 13),
     "zealot": (100, 50, 16),
     "colossus": (200, 150, 20),
@@ -92,6 +98,7 @@ SIGHT_RANGE = 9.0
 N_ACTIONS_NO_ATTACK = 6
 N_ACTIONS_MOVE = 4
 ENEMY_STEP = 1.0
+MEDIVAC_HEAL = 9.0  # health a medivac restores per agent step (made up, the right order)
 ENEMY_HIT_PROB = 0.35  # random play (almost) always loses, focused fire usually wins, as in SMAC
 
 # StarCraft2Env's keyword arguments in oxwhirl/smac, and those smacv2 adds.
@@ -183,6 +190,8 @@ class StarCraft2EnvStandIn:
             raise NotImplementedError("the StarCraft II stand-in does not model heuristic_ai or conic_fov")
         n_agents, n_enemies, self.episode_limit, self._agent_race, self._bot_race, bits = MAP_PARAMS[map_name]
         self.map_name = map_name
+        # SMAC's `map_type == "MMM"` (MMM, MMM2) and smacv2's "terran_gen": medivacs heal.
+        self._medivacs_heal = map_name.startswith("MMM") or map_name == "10gen_terran"
         self.capability_config = opts["capability_config"]
         if "team_gen" in self.capability_config:  # SMACv2: team sizes from the capability config
             n_agents = self.capability_config["team_gen"]["n_units"]
@@ -326,6 +335,9 @@ class StarCraft2EnvStandIn:
         self.reward = reward
         return reward, terminated, info
 
+    def _heals(self, unit: Unit) -> bool:
+        return self._medivacs_heal and unit.unit_type == "medivac"
+
     def _apply_actions(self, actions: list[int]) -> None:
         dirs = {2: (0.0, 1.0), 3: (0.0, -1.0), 4: (1.0, 0.0), 5: (-1.0, 0.0)}
         for a_id, action in enumerate(actions):
@@ -333,6 +345,8 @@ class StarCraft2EnvStandIn:
             if action in dirs:
                 dx, dy = dirs[action]
                 unit.pos = Point(unit.pos.x + dx * self._move_amount, unit.pos.y + dy * self._move_amount)
+            elif action >= N_ACTIONS_NO_ATTACK and self._heals(unit):
+                _heal(self.agents[action - N_ACTIONS_NO_ATTACK])
             elif action >= N_ACTIONS_NO_ATTACK:
                 _hit(self.enemies[action - N_ACTIONS_NO_ATTACK], unit.damage)
 
@@ -340,6 +354,15 @@ class StarCraft2EnvStandIn:
         for enemy in self.enemies.values():
             alive = [u for u in self.agents.values() if u.health > 0]
             if enemy.health == 0 or not alive:
+                continue
+            if self._heals(enemy):
+                hurt = [
+                    u
+                    for u in self.enemies.values()
+                    if 0 < u.health < u.health_max and not self._heals(u) and _dist(enemy, u) <= SHOOT_RANGE
+                ]
+                if hurt:
+                    _heal(hurt[self._rng.integers(len(hurt))])
                 continue
             dists = [_dist(enemy, u) for u in alive]
             in_range = [u for u, d in zip(alive, dists, strict=True) if d <= SHOOT_RANGE]
@@ -357,13 +380,22 @@ class StarCraft2EnvStandIn:
     def _game_end_code(self) -> int | None:
         n_ally_alive = sum(u.health > 0 for u in self.agents.values())
         n_enemy_alive = sum(u.health > 0 for u in self.enemies.values())
-        if n_ally_alive == 0 and n_enemy_alive > 0:
+        if (n_ally_alive == 0 and n_enemy_alive > 0) or self.only_medivac_left(ally=True):
             return -1
-        if n_ally_alive > 0 and n_enemy_alive == 0:
+        if (n_ally_alive > 0 and n_enemy_alive == 0) or self.only_medivac_left(ally=False):
             return 1
         if n_ally_alive == 0 and n_enemy_alive == 0:
             return 0
         return None
+
+    def only_medivac_left(self, ally: bool) -> bool:
+        """Ours: no unit but medivacs alive. The enemy's (SMAC): one unit alive, a medivac."""
+        if not self._medivacs_heal:
+            return False
+        if ally:
+            return not any(u.health > 0 and u.unit_type != "medivac" for u in self.agents.values())
+        alive = [u for u in self.enemies.values() if u.health > 0]
+        return len(alive) == 1 and alive[0].unit_type == "medivac"
 
     def reward_battle(self) -> float:
         """Damage and kills dealt (minus, unless only positive, damage and deaths taken), as SMAC."""
@@ -416,7 +448,10 @@ class StarCraft2EnvStandIn:
             avail[1] = 1
             for action in range(2, 2 + N_ACTIONS_MOVE):
                 avail[action] = int(self.can_move(unit, action))
-            for t_id, target in self.enemies.items():
+            targets = self.enemies.items()
+            if self._heals(unit):  # medivacs heal allies that are not medivacs (not themselves)
+                targets = [(t_id, t) for t_id, t in self.agents.items() if t.unit_type != "medivac"]
+            for t_id, target in targets:
                 if target.health > 0 and _dist(unit, target) <= self.unit_shoot_range(agent_id):
                     avail[t_id + N_ACTIONS_NO_ATTACK] = 1
             return avail
@@ -604,6 +639,10 @@ class StarCraft2EnvV2StandIn(StarCraft2EnvStandIn):
             raise CannotResetException("units could not be placed")
         return self._reset(episode_config or {})
 
+    def only_medivac_left(self, ally: bool) -> bool:
+        """smacv2's enemy check never fires: it drops the medivacs, then asks for one medivac."""
+        return super().only_medivac_left(ally) if ally else False
+
     def get_cap_size(self) -> int:
         return self.unit_type_bits
 
@@ -782,6 +821,10 @@ class StarCraftCapabilityEnvWrapperStandIn:
 
     def close(self):
         return self.env.close()
+
+
+def _heal(unit: Unit) -> None:
+    unit.health = min(unit.health_max, unit.health + MEDIVAC_HEAL)
 
 
 def _dist(a: Unit, b: Unit) -> float:
