@@ -36,6 +36,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--envs-per-runner", type=int, default=None)
     p.add_argument("--num-learners", type=int, default=None, help="remote learner actors (0: learn on the driver)")
     p.add_argument("--num-gpus-per-learner", type=float, default=None)
+    p.add_argument(
+        "--eval-interval",
+        type=int,
+        default=None,
+        help="evaluate every N iterations with deterministic actions on separate env runners "
+        "(default: about every 100k env steps, HARL's 25 iterations of 4000; 0: never)",
+    )
+    p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 20, HARL's)")
     p.add_argument("--config", default=None, help="YAML file: overrides of any config field")
     p.add_argument("--storage-path", default="./results", help="a local or shared directory, or a URI (s3://, gs://)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray")
@@ -128,6 +136,8 @@ def main(argv=None) -> int:
                 envs_per_runner=args.envs_per_runner,
                 num_learners=args.num_learners,
                 num_gpus_per_learner=args.num_gpus_per_learner,
+                eval_interval="auto" if args.eval_interval is None else args.eval_interval,
+                eval_episodes=args.eval_episodes,
                 overrides=load_overrides(args.config),
             )
     except BAD_INPUT as e:
@@ -174,6 +184,8 @@ def tune_main(args: argparse.Namespace) -> int:
         "num_envs_per_env_runner": args.envs_per_runner,
         "num_learners": args.num_learners,
         "num_gpus_per_learner": args.num_gpus_per_learner,
+        "evaluation_interval": args.eval_interval,
+        "evaluation_duration": args.eval_episodes,
     }
     try:
         overrides = {**load_overrides(args.config), **{k: v for k, v in flags.items() if v is not None}}

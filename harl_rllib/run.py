@@ -11,7 +11,10 @@ from typing import Any
 
 import yaml
 
+from harl_rllib.core.callbacks import TEAM_RETURN
 from harl_rllib.envs.registry import check_env, env_id
+
+WIN = "battle_won"  # the win-rate stat of SMAX/SMAC/SMACv2 episodes (`episode_stats`)
 
 ALGO_CONFIGS = {
     "happo": "harl_rllib.algorithms.happo:HAPPOConfig",
@@ -37,6 +40,9 @@ def config_class(algo: str):
 
 
 RUN_SETTINGS = "run.json"
+# train.py evaluates every this many env steps by default: HARL's on-policy default
+# (eval_interval 25 iterations of 4000 steps).
+EVAL_EVERY_ENV_STEPS = 100_000
 DEFAULT_STOP_TIMESTEPS = 400_000
 DEFAULT_CHECKPOINT_EVERY = 10
 
@@ -73,10 +79,21 @@ def build_config(
     envs_per_runner: int | None = None,
     num_learners: int | None = None,
     num_gpus_per_learner: float | None = None,
+    eval_interval: int | str | None = None,
+    eval_episodes: int | None = None,
     overrides: dict[str, Any] | None = None,
 ):
-    """A validated config; every bad input raises here, before Ray starts."""
+    """A validated config; every bad input raises here, before Ray starts.
+
+    `eval_interval`: evaluate every so many iterations (0: never; "auto": about every
+    100k env steps, unless `overrides` set `evaluation_interval`; None: as the config class).
+    `eval_episodes`: episodes per evaluation (HARL's default: 20)."""
     check_env(env, task)
+    bad_interval = not isinstance(eval_interval, int) or eval_interval < 0
+    if eval_interval is not None and eval_interval != "auto" and bad_interval:
+        raise ValueError(f"--eval-interval must be >= 0 iterations (0: no evaluation); got {eval_interval}")
+    if eval_episodes is not None and eval_episodes <= 0:
+        raise ValueError(f"--eval-episodes must be a positive number; got {eval_episodes}")
     if continuous_actions and env != "mpe":
         raise ValueError(
             f"--continuous-actions is for MPE (whose tasks have both action kinds); {env!r} has "
@@ -101,22 +118,44 @@ def build_config(
     if num_gpus_per_learner is not None:
         config.learners(num_gpus_per_learner=num_gpus_per_learner)
     apply_overrides(config, overrides or {})
+    if eval_interval == "auto":
+        if "evaluation_interval" not in (overrides or {}):
+            config.evaluation(evaluation_interval=default_eval_interval(config))
+    elif eval_interval is not None:
+        config.evaluation(evaluation_interval=eval_interval or None)
+    if eval_episodes is not None:
+        config.evaluation(evaluation_duration=eval_episodes)
     config.validate()
     return config
 
 
-def summarize(result: dict, time_offset_s: float = 0.0) -> dict[str, Any]:
+def default_eval_interval(config) -> int:
+    """Iterations between evaluations: about every `EVAL_EVERY_ENV_STEPS` env steps."""
+    return max(1, round(EVAL_EVERY_ENV_STEPS / config.env_steps_per_iteration()))
+
+
+def summarize(result: dict, time_offset_s: float = 0.0, evaluated: bool = False) -> dict[str, Any]:
     """One progress row. `time_offset_s`: the run's time before a resume (a restored
-    Algorithm counts its time from zero)."""
+    Algorithm counts its time from zero). The win rate (envs with `battle_won`) and, when
+    this iteration `evaluated`, the evaluation's return and win rate appear when there are
+    such values (RLlib repeats the last evaluation's in every later result)."""
     er = result.get("env_runners", {})
-    return {
+    row = {
         "iteration": result.get("training_iteration"),
         "env_steps": er.get("num_env_steps_sampled_lifetime"),
-        "team_return": er.get("team_episode_return_mean"),
+        "team_return": er.get(TEAM_RETURN),
         "episode_return_mean": er.get("episode_return_mean"),
         "time_s": time_offset_s + (result.get("time_total_s") or 0.0),
         "iter_time_s": result.get("time_this_iter_s"),
     }
+    if WIN in er:
+        row["win_rate"] = er[WIN]
+    ev = (result.get("evaluation") or {}).get("env_runners") or {} if evaluated else {}
+    if TEAM_RETURN in ev:
+        row["eval_team_return"] = ev[TEAM_RETURN]
+        if WIN in ev:
+            row["eval_win_rate"] = ev[WIN]
+    return row
 
 
 def local_path_or_uri(path: str) -> str:
@@ -168,6 +207,15 @@ def progress_until(out_dir: Path, iteration: int) -> list[dict]:
     """The run's progress rows up to `iteration` (its checkpoint's). Rows of later iterations,
     trained and then lost with the process that trained them, are dropped, so that the
     resumed run writes one row per iteration."""
+    rows = read_progress(out_dir)
+    kept = [r for r in rows if (r.get("iteration") or 0) <= iteration]
+    if kept != rows:
+        write_atomically(out_dir / "progress.jsonl", "".join(json.dumps(r, default=float) + "\n" for r in kept))
+    return kept
+
+
+def read_progress(out_dir: Path) -> list[dict]:
+    """The run's progress rows (a line cut by a kill mid-write is skipped)."""
     path = out_dir / "progress.jsonl"
     if not path.exists():
         return []
@@ -176,11 +224,8 @@ def progress_until(out_dir: Path, iteration: int) -> list[dict]:
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
-            continue  # a line cut by a kill mid-write
-    kept = [r for r in rows if (r.get("iteration") or 0) <= iteration]
-    if kept != rows:
-        write_atomically(path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
-    return kept
+            continue
+    return rows
 
 
 def save_checkpoint(algo, path: Path) -> None:
@@ -245,7 +290,7 @@ def train(
         with open(out_dir / "progress.jsonl", "a") as log:
             while not done():
                 result = algo.train()
-                last = summarize(result, time_offset)
+                last = summarize(result, time_offset, evaluated=evaluates(algo.config, algo.iteration))
                 log.write(json.dumps(last, default=float) + "\n")
                 log.flush()
                 ret = last["team_return"]
@@ -253,15 +298,13 @@ def train(
                     shown = round(float(ret), 2)
                 if not quiet:
                     # Short iterations (off-policy) often end no episode: show the latest return.
-                    print(
-                        f"iter {last['iteration']:4d}  env steps {int(last['env_steps'] or 0):9d}  "
-                        f"team return {shown}  time {last['time_s']:7.1f}s",
-                        flush=True,
-                    )
+                    print(progress_line(last, shown), flush=True)
                 if checkpoint_every and last["iteration"] % checkpoint_every == 0 and not done():
                     save_checkpoint(algo, checkpoint)
+                    write_curves(out_dir)
                     mirror_run(out_dir, mirror)
         save_checkpoint(algo, checkpoint)
+        write_curves(out_dir)
         last["checkpoint"] = f"{mirror}/checkpoint" if mirror else str(checkpoint)
         with open(out_dir / "result.json", "w") as f:
             json.dump(last, f, default=float, indent=1)
@@ -269,6 +312,66 @@ def train(
     finally:
         algo.stop()
     return last
+
+
+def evaluates(config, iteration: int) -> bool:
+    """Whether the iteration numbered `iteration` (from 1) ran an evaluation (RLlib's rule)."""
+    interval = config.evaluation_interval
+    return bool(interval) and iteration % interval == 0
+
+
+def progress_line(row: dict[str, Any], shown_return: float | None) -> str:
+    """The per-iteration line: env steps, the latest training return (and win rate), the
+    evaluation's when this iteration evaluated, the run's time."""
+    line = f"iter {row['iteration']:4d}  env steps {int(row['env_steps'] or 0):9d}  team return {shown_return}"
+    if row.get("win_rate") is not None:
+        line += f"  win rate {row['win_rate']:.2f}"
+    if row.get("eval_team_return") is not None:
+        line += f"  eval return {row['eval_team_return']:.2f}"
+        if row.get("eval_win_rate") is not None:
+            line += f"  eval win rate {row['eval_win_rate']:.2f}"
+    return line + f"  time {row['time_s']:7.1f}s"
+
+
+CURVES = "curves.png"
+
+
+def write_curves(out_dir: Path) -> Path | None:
+    """The run's learning curves as `curves.png` in its directory: training and evaluation
+    team return against env steps, and the win rates when the env has them. Written beside
+    and swapped in, so a reader never sees half a file. None when nothing is logged yet."""
+    rows = read_progress(out_dir)
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key: str) -> tuple[list[float], list[float]]:
+        pts = [(r["env_steps"], r[key]) for r in rows if r.get(key) is not None and r[key] == r[key]]
+        return [x for x, _ in pts], [y for _, y in pts]
+
+    panels = [("return", "team_return", "eval_team_return")]
+    if any(r.get("win_rate") is not None or r.get("eval_win_rate") is not None for r in rows):
+        panels.append(("win rate", "win_rate", "eval_win_rate"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (label, train_key, eval_key) in zip(axes[0], panels, strict=True):
+        ax.plot(*series(train_key), label="training episodes")
+        x, y = series(eval_key)
+        if x:
+            ax.plot(x, y, "o-", label="evaluation (deterministic)")
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(f"team {label}" if label == "return" else label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(out_dir.name, fontsize=9)
+    fig.tight_layout()
+    path, tmp = out_dir / CURVES, out_dir / (CURVES + ".tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
 
 
 def is_uri(path: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +115,26 @@ class TeamConfig(AlgorithmConfig):
         from harl_rllib.core.callbacks import TeamMetricsCallback
 
         self.callbacks_class = TeamMetricsCallback
+        # Evaluation as HARL's (off until `evaluation_interval` is set; train.py --eval-interval):
+        # its eval_episodes (20) with deterministic actions, on separate evaluation env runners.
+        self.evaluation_duration = 20
+        self.evaluation_duration_unit = "episodes"
+        self.evaluation_config = {"explore": False}
+
+    def get_evaluation_config_object(self) -> AlgorithmConfig | None:
+        """RLlib's, with no more envs per evaluation runner than it has episodes to run: a
+        runner steps all its envs until enough episodes end, so 20 envs would run 20 episodes
+        for an evaluation of 5."""
+        eval_config = super().get_evaluation_config_object()
+        duration = self.evaluation_duration
+        if eval_config is not None and self.evaluation_duration_unit == "episodes" and isinstance(duration, int):
+            per_runner = math.ceil(duration / max(1, int(self.evaluation_num_env_runners or 0)))
+            eval_config.num_envs_per_env_runner = min(int(eval_config.num_envs_per_env_runner), per_runner)
+        return eval_config
+
+    def env_steps_per_iteration(self) -> int:
+        """Env steps one `train()` call samples (after any warm-up)."""
+        return int(self.total_train_batch_size)
 
     def _set_provided(self, **values: Any) -> None:
         """Set every field whose value was given (builder methods' NotProvided convention)."""

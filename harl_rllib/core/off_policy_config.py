@@ -179,6 +179,9 @@ class HAOffPolicyConfig(TeamConfig):
     def num_envs_total(self) -> int:
         return int(self.num_envs_per_env_runner) * max(1, int(self.num_env_runners or 0))
 
+    def env_steps_per_iteration(self) -> int:
+        return int(self.train_interval) * self.num_envs_total()
+
     def get_rollout_fragment_length(self, worker_index: int = 0) -> int:
         """Each sample() call steps every env `train_interval` times (HARL's cadence)."""
         return int(self.train_interval)

@@ -53,7 +53,7 @@ from ray.rllib.utils.numpy import convert_to_numpy
 from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
 from harl_rllib.core.actor import HIDDEN
-from harl_rllib.core.callbacks import log_team_episode
+from harl_rllib.core.callbacks import episode_window, log_team_episode
 from harl_rllib.core.env_checks import EnvValueError, describe_env
 from harl_rllib.core.env_runner import HAEnvRunner
 from harl_rllib.envs.contract import ALIVE_KEY, EPISODE_STATS_KEY, STATE_KEY
@@ -497,7 +497,7 @@ class TeamEnvRunner(HAEnvRunner):
         )
         self.metrics.log_value(NUM_EPISODES, 1, reduce="sum")
         self.metrics.log_value(NUM_EPISODES_LIFETIME, 1, reduce="lifetime_sum")
-        log_team_episode(self.metrics, float(returns.mean()), stats)
+        log_team_episode(self.metrics, float(returns.mean()), stats, episode_window(self.config))
         c["returns"][b] = 0.0
         c["lengths"][b] = 0
         c["started"][b] = time.time()
