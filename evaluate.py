@@ -22,8 +22,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("path", help="a run directory of train.py, or a checkpoint directory")
     p.add_argument("--episodes", type=int, default=100, help="episodes to run (default 100)")
     p.add_argument("--explore", action="store_true", help="sample actions instead of the deterministic ones")
-    p.add_argument("--seed", type=int, default=0, help="env seed (the same seed plays the same episodes)")
-    p.add_argument("--num-envs", type=int, default=10, help="envs stepped together (1 when rendering)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="env seed: the same seed plays the same episodes (default: the run's, as its evaluations)",
+    )
+    p.add_argument(
+        "--num-envs",
+        type=int,
+        default=None,
+        help="envs stepped together (default: as the run's evaluations, at most --episodes; 1 when rendering)",
+    )
     p.add_argument("--render", default=None, metavar="FILE", help="write the first episodes as FILE (.gif or .mp4)")
     p.add_argument("--render-episodes", type=int, default=1, help="episodes in the animation (default 1)")
     p.add_argument("--fps", type=int, default=10, help="animation frames per second")

@@ -4,6 +4,7 @@ MPE = ["mpe2>=1.1", "pettingzoo>=1.25"]
 SMAX = ["jaxmarl>=0.2"]
 MAMUJOCO = ["gymnasium-robotics>=1.4", "mujoco>=3"]
 WANDB = ["wandb>=0.31"]
+RESULTS = ["rliable>=1.2", "pandas<3"]
 
 setup(
     name="harl_rllib",
@@ -18,6 +19,8 @@ setup(
         "numpy",
         "pyyaml",
         "dm-tree",
+        "matplotlib",  # train.py's curves.png, the sweep figure
+        "imageio",  # evaluate.py --render (GIF; MP4 with imageio-ffmpeg)
     ],
     extras_require={
         "mpe": MPE,
@@ -30,8 +33,9 @@ setup(
             "smacv2 @ git+https://github.com/oxwhirl/smacv2.git",
         ],
         "wandb": WANDB,
-        "results": ["matplotlib"],  # benchmarks/reproduce.py figures
+        # benchmarks/reproduce.py statistics (rliable pins arch<8, which fails to import under pandas 3)
+        "results": RESULTS,
         "all": MPE + SMAX + MAMUJOCO + WANDB,
-        "test": MPE + SMAX + MAMUJOCO + WANDB + ["matplotlib", "pytest>=8", "pytest-xdist>=3.5", "ruff"],
+        "test": MPE + SMAX + MAMUJOCO + WANDB + RESULTS + ["pytest>=8", "pytest-xdist>=3.5", "ruff"],
     },
 )

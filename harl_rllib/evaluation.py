@@ -84,17 +84,28 @@ def render_frame(vector_env: Any, index: int) -> np.ndarray:
 
 
 def build_runner(
-    checkpoint: Path, *, seed: int | None, num_envs: int, render: bool = False, render_episodes: int = 1
+    checkpoint: Path,
+    *,
+    episodes: int,
+    seed: int | None = None,
+    num_envs: int | None = None,
+    render: bool = False,
+    render_episodes: int = 1,
 ) -> Any:
     """An evaluation env runner of the run in this process, with the checkpoint's actors.
     It is built from the run's evaluation config, so its envs are seeded as the run's
-    evaluation runners' (RLlib: the seed + 1M): with the run's own seed, the same number of
-    episodes and envs, it plays the battles the run's evaluations played."""
+    evaluation runners' (RLlib: the seed + 1M), and by default as many: with the run's seed
+    and as many episodes, it plays the battles the run's evaluations played."""
     run_config = load_config(checkpoint)
     if seed is not None:
         run_config.debugging(seed=seed)
+    run_config.evaluation(evaluation_duration=episodes, evaluation_duration_unit="episodes")
     config = run_config.get_evaluation_config_object()
-    config.env_runners(num_env_runners=0, num_envs_per_env_runner=num_envs)
+    config.env_runners(num_env_runners=0)
+    if render:
+        config.env_runners(num_envs_per_env_runner=1)  # one env to record
+    elif num_envs is not None:
+        config.env_runners(num_envs_per_env_runner=max(1, num_envs))
     if render:
         config.environment(env_config={**(config.env_config or {}), "render_mode": "rgb_array"})
         RecordFrames.episodes, RecordFrames.max_episodes = [], render_episodes
@@ -146,7 +157,7 @@ def evaluate(
     episodes: int = 100,
     explore: bool = False,
     seed: int | None = None,
-    num_envs: int = 10,
+    num_envs: int | None = None,
     render: str | Path | None = None,
     render_episodes: int = 1,
     fps: int = 10,
@@ -160,9 +171,13 @@ def evaluate(
     if render is not None:
         check_animation_path(render)
     checkpoint = resolve_checkpoint(path)
-    envs = 1 if render is not None else max(1, min(num_envs, episodes))
     runner = build_runner(
-        checkpoint, seed=seed, num_envs=envs, render=render is not None, render_episodes=render_episodes
+        checkpoint,
+        episodes=episodes,
+        seed=seed,
+        num_envs=num_envs,
+        render=render is not None,
+        render_episodes=render_episodes,
     )
     try:
         done = runner.sample(num_episodes=episodes, explore=explore)

@@ -1,5 +1,5 @@
 """Results people can look at: marl-eval JSON, learning curves with confidence bands, a final
-table, and the agent-count scaling figure.
+table, aggregates across tasks with a performance profile, and the agent-count scaling figure.
 
 A run is a `RunRecord`: (env, task, algorithm, seed) and its points, (env steps, metrics) per
 logged iteration. `benchmarks/reproduce.py` writes them; everything here only reads them, so
@@ -24,18 +24,30 @@ each step; marl-eval's own `DiagnoseData.check_data` then reports the metric set
 `absolute_metrics` is marl-eval's slot for the best policy re-evaluated over 10x the episodes;
 we have no separate evaluation, so it holds the final logged values unless a record carries
 its own `absolute` metrics: say so when reporting it.
+
+Statistics come from rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical
+Precipice"); this module only arranges runs into its (runs × tasks) score matrices. Every
+interval is its 95% stratified percentile bootstrap over runs (seeds), resampled within each
+task: the band at each step of a learning curve, the final table's mean, and the IQM / mean /
+median / optimality gap across tasks. The resampling is seeded (`BOOTSTRAP_SEED`, 2000
+resamples by default), so a figure or table comes out the same every time. With one seed there
+is no interval: NaN bounds, no band, and the table says "no CI". With few seeds a percentile
+bootstrap describes the seeds rather than promising coverage: the mean's interval is the
+seeds' range with 2 seeds, and almost always with 3 (1/27 of resamples repeat the lowest seed).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -192,33 +204,86 @@ def read_marl_eval_json(path: str | os.PathLike) -> list[RunRecord]:
 
 # ---- statistics ----------------------------------------------------------------------
 
+# rliable's interval settings: 95% percentile intervals from 2000 stratified bootstrap resamples
+# (its performance profiles' default; enough for the third digit of a band, and quick).
+CONFIDENCE = 0.95
+BOOTSTRAP_REPS = 2000
+BOOTSTRAP_SEED = 0
 
-def _t_quantile(n: int) -> float:
-    """97.5% quantile of Student's t with n − 1 dof: with 3 seeds, 1.96·sem would claim a
-    95% band about half as wide as it is."""
+
+class Estimate(NamedTuple):
+    """A point estimate and its confidence interval (NaN bounds: undefined, fewer than 2 runs)."""
+
+    point: float
+    lower: float
+    upper: float
+
+
+def _rliable() -> tuple[ModuleType, ModuleType]:
+    """rliable's `library` and `metrics`, imported on first use (an optional dependency)."""
     try:
-        from scipy.stats import t
+        from rliable import library, metrics
+    except ImportError as e:
+        raise ImportError("Confidence intervals need rliable: pip install 'harl_rllib[results]'") from e
+    except TypeError as e:  # arch < 8 (rliable 1.2 pins it) calls a pandas helper that pandas 3 changed
+        raise ImportError(f"rliable's arch does not import under pandas >= 3 ({e}): pip install 'pandas<3'") from e
+    return library, metrics
 
-        return float(t.ppf(0.975, n - 1))
-    except ImportError:  # scipy comes with ray[rllib]; the normal quantile otherwise
-        return 1.96
+
+@contextlib.contextmanager
+def _numpy_global_seed(seed: int) -> Iterator[None]:
+    """rliable 1.2's StratifiedBootstrap draws its resamples with `np.random.choice`, NumPy's
+    global generator, whatever `random_state` it is given: seed that one for the call (so an
+    interval is the same every time) and put the caller's state back afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
-def mean_band(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean over seeds and the half-width of its 95% confidence interval (t · sem).
+def _intervals(
+    scores: Mapping[str, np.ndarray], statistic: Callable[[np.ndarray], np.ndarray], *, reps: int, seed: int
+) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{key: (point, lower, upper)} of `statistic` over a (runs × …) score array per key, from
+    rliable's stratified bootstrap (runs resampled within each task / column).
+
+    Fewer than 2 runs: NaN bounds, as one run says nothing about run-to-run spread (the
+    bootstrap would return the point as a zero-width interval)."""
+    library, _ = _rliable()
+    out = {}
+    for key, s in scores.items():
+        s = np.asarray(s, float)
+        if len(s) < 2:
+            point = np.asarray(statistic(s), float)
+            out[key] = (point, np.full_like(point, np.nan), np.full_like(point, np.nan))
+            continue
+        with _numpy_global_seed(seed):
+            points, cis = library.get_interval_estimates(
+                {key: s}, statistic, reps=reps, confidence_interval_size=CONFIDENCE
+            )
+        ci = np.asarray(cis[key], float)
+        out[key] = (np.asarray(points[key], float), ci[0], ci[1])
+    return out
+
+
+def mean_band(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], *, reps: int = BOOTSTRAP_REPS, seed: int = BOOTSTRAP_SEED
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean over seeds, lower, upper): the 95% band at each step is rliable's
+    stratified bootstrap over seeds, each step resampled on its own.
 
     Seeds log at slightly different env steps: each curve is interpolated onto the first
-    seed's steps, up to where the shortest curve ends. One seed: zero width."""
+    seed's steps, up to where the shortest curve ends. One seed: NaN bounds (no band)."""
     curves = [(x, y) for x, y in curves if len(x)]
     if not curves:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     end = min(x[-1] for x, _ in curves)
     grid = curves[0][0][curves[0][0] <= end]
-    ys = np.stack([np.interp(grid, x, y) for x, y in curves])
-    mean = ys.mean(axis=0)
-    n = len(curves)
-    half = _t_quantile(n) * ys.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.zeros_like(mean)
-    return grid, mean, half
+    ys = np.stack([np.interp(grid, x, y) for x, y in curves])  # seeds × steps
+    ((mean, lower, upper),) = _intervals({"curve": ys}, lambda s: s.mean(axis=0), reps=reps, seed=seed).values()
+    return grid, mean, lower, upper
 
 
 def linear_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float, float]:
@@ -239,6 +304,79 @@ def _groups(runs: list[RunRecord], metric: str) -> dict[str, dict[str, list[RunR
     return out
 
 
+Normalization = Mapping[str, tuple[float, float]]
+
+
+def score_matrices(
+    runs: Iterable[RunRecord | Mapping[str, Any]], metric: str = "return", normalization: Normalization | None = None
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """(tasks, {algorithm: runs × tasks final scores}): rliable's input layout.
+
+    `normalization` maps a task ("env/task" or the task's name) to its (min, max) score, which
+    become 0 and 1; it is needed with more than one task (raw scores on different scales are
+    not comparable), optional with one. Every algorithm must have run every task with equally
+    many seeds (the matrix has no holes); else a ValueError says which."""
+    groups = _groups(as_records(runs), metric)
+    if not groups:
+        raise ValueError(f"No run logged {metric!r}: no scores")
+    tasks = list(groups)
+    if len(tasks) > 1 and normalization is None:
+        raise ValueError(f"Scores on {len(tasks)} tasks need normalization={{task: (min, max)}} to be aggregated")
+    scale = {}
+    for task in tasks:
+        lo_hi = None
+        if normalization is not None:
+            lo_hi = normalization.get(task, normalization.get(task.split("/", 1)[-1]))
+            if lo_hi is None:
+                raise ValueError(f"normalization has no (min, max) for task {task!r}")
+            if not lo_hi[1] > lo_hi[0]:
+                raise ValueError(f"normalization for {task!r} needs min < max; got {lo_hi}")
+        scale[task] = lo_hi
+    algorithms = list(dict.fromkeys(a for g in groups.values() for a in g))
+    out = {}
+    for algo in algorithms:
+        columns = []
+        for task in tasks:
+            finals = np.asarray([r.final(metric) for r in groups[task].get(algo, [])], float)
+            if scale[task] is not None:
+                lo, hi = scale[task]
+                finals = (finals - lo) / (hi - lo)
+            columns.append(finals)
+        counts = {task: len(c) for task, c in zip(tasks, columns, strict=True)}
+        if len(set(counts.values())) != 1 or not min(counts.values()):
+            raise ValueError(f"{algo}: runs per task differ or are missing ({counts}); aggregates need every cell")
+        out[algo] = np.stack(columns, axis=1)
+    return tasks, out
+
+
+def aggregate_scores(
+    runs: Iterable[RunRecord | Mapping[str, Any]],
+    metric: str = "return",
+    *,
+    normalization: Normalization | None = None,
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
+) -> dict[str, dict[str, Estimate]]:
+    """{algorithm: {"iqm", "mean", "median"[, "optimality_gap"]: Estimate}} over runs × tasks of
+    final `metric` values, with rliable's 95% stratified-bootstrap intervals (runs resampled
+    within each task): the aggregates of Agarwal et al. 2021 that stay sound with few seeds.
+
+    The optimality gap (1 − mean of scores clipped at 1) needs scores normalized to [0, 1]:
+    only reported with `normalization`. See `score_matrices` for the layout rules."""
+    _, metrics = _rliable()
+    _, scores = score_matrices(runs, metric, normalization)
+    names = ["iqm", "mean", "median"]
+    fns = [metrics.aggregate_iqm, metrics.aggregate_mean, metrics.aggregate_median]
+    if normalization is not None:
+        names.append("optimality_gap")
+        fns.append(metrics.aggregate_optimality_gap)
+    estimates = _intervals(scores, lambda s: np.array([f(s) for f in fns]), reps=reps, seed=seed)
+    return {
+        algo: {n: Estimate(float(p), float(lo), float(hi)) for n, p, lo, hi in zip(names, *est, strict=True)}
+        for algo, est in estimates.items()
+    }
+
+
 # ---- figures and tables --------------------------------------------------------------
 
 
@@ -254,10 +392,23 @@ def _new_figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
+def _save(fig, out_png: str | os.PathLike) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    return out
+
+
 def plot_curves(
-    runs: Iterable[RunRecord | Mapping[str, Any]], out_png: str | os.PathLike, metric: str = "return"
+    runs: Iterable[RunRecord | Mapping[str, Any]],
+    out_png: str | os.PathLike,
+    metric: str = "return",
+    *,
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
 ) -> Path:
-    """One panel per task, one line per algorithm: the mean over seeds with its 95% band."""
+    """One panel per task, one line per algorithm: the mean over seeds with its 95% band
+    (`mean_band`; no band with one seed)."""
     groups = _groups(as_records(runs), metric)
     if not groups:
         raise ValueError(f"No run logged {metric!r}: nothing to plot")
@@ -266,24 +417,29 @@ def plot_curves(
     fig, axes = _new_figure(len(groups))
     for ax, (task, by_algo) in zip(axes[0], groups.items(), strict=True):
         for algo, rs in by_algo.items():
-            x, mean, half = mean_band([r.curve(metric) for r in rs])
+            x, mean, lower, upper = mean_band([r.curve(metric) for r in rs], reps=reps, seed=seed)
             ax.plot(x, mean, color=colors[algo], label=f"{algo} (n={len(rs)})")
             if len(rs) > 1:
-                ax.fill_between(x, mean - half, mean + half, color=colors[algo], alpha=0.2, linewidth=0)
+                ax.fill_between(x, lower, upper, color=colors[algo], alpha=0.2, linewidth=0)
         ax.set_title(task)
         ax.set_xlabel("env steps")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    fig.suptitle(f"{metric}: mean over seeds, 95% CI (t · sem)", fontsize="medium")
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    fig.suptitle(f"{metric}: mean over seeds, 95% CI (stratified bootstrap, rliable)", fontsize="medium")
+    return _save(fig, out_png)
 
 
-def final_table(runs: Iterable[RunRecord | Mapping[str, Any]], metric: str = "return") -> str:
-    """Markdown: algorithm × task → final value, mean ± std over seeds (n seeds)."""
+def final_table(
+    runs: Iterable[RunRecord | Mapping[str, Any]],
+    metric: str = "return",
+    *,
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
+) -> str:
+    """Markdown: algorithm × task → final value over seeds: mean [95% CI], IQM (n seeds).
+    One seed has no interval: the cell says so."""
+    _, metrics = _rliable()
     groups = _groups(as_records(runs), metric)
     if not groups:
         raise ValueError(f"No run logged {metric!r}: no table")
@@ -303,15 +459,70 @@ def final_table(runs: Iterable[RunRecord | Mapping[str, Any]], metric: str = "re
             if not len(finals):
                 cells.append("–")
                 continue
-            std = finals.std(ddof=1) if len(finals) > 1 else 0.0
-            cells.append(f"{finals.mean():.2f} ± {std:.2f} (n={len(finals)})")
+            # One task: a runs × 1 matrix, so rliable's bootstrap resamples the seeds.
+            scores = finals[:, None]
+            ((mean, lower, upper),) = _intervals(
+                {algo: scores}, lambda s: np.atleast_1d(metrics.aggregate_mean(s)), reps=reps, seed=seed
+            ).values()
+            ci = "[no CI]" if np.isnan(lower[0]) else f"[{lower[0]:.2f}, {upper[0]:.2f}]"
+            iqm = float(metrics.aggregate_iqm(scores))
+            cells.append(f"{mean[0]:.2f} {ci}, IQM {iqm:.2f} (n={len(finals)})")
         lines.append(f"| {algo} | {' | '.join(cells)} |")
     lines.append("")
     lines.append(
         f"Final `{metric}` = the last logged iteration of each run (RLlib's running mean over the last "
-        "training episodes); ± = standard deviation over seeds."
+        f"training episodes); mean over seeds [{CONFIDENCE:.0%} CI: rliable's stratified percentile bootstrap, "
+        f"{reps} resamples, seed {seed}; none with one seed]; IQM = interquartile mean over seeds (the mean "
+        "below 4 seeds)."
     )
     return "\n".join(lines) + "\n"
+
+
+def plot_performance_profile(
+    runs: Iterable[RunRecord | Mapping[str, Any]],
+    out_png: str | os.PathLike,
+    metric: str = "return",
+    *,
+    normalization: Normalization | None = None,
+    taus: Sequence[float] | np.ndarray | None = None,
+    reps: int = BOOTSTRAP_REPS,
+    seed: int = BOOTSTRAP_SEED,
+) -> Path:
+    """rliable's performance profile of the final scores: the fraction of runs (all tasks) that
+    score above τ, per algorithm, with 95% stratified-bootstrap bands (none with one seed).
+
+    It shows the whole distribution, so one lucky seed cannot pass for an improvement. Scores as
+    in `score_matrices`; τ defaults to 101 points over the scores' range."""
+    library, _ = _rliable()
+    tasks, scores = score_matrices(runs, metric, normalization)
+    if taus is None:
+        everything = np.concatenate([s.ravel() for s in scores.values()])
+        taus = np.linspace(everything.min(), everything.max(), 101)
+    taus = np.asarray(taus, float)
+    with _numpy_global_seed(seed):
+        profiles, cis = library.create_performance_profile(scores, taus, reps=reps, confidence_interval_size=CONFIDENCE)
+    one_seed = min(len(s) for s in scores.values()) < 2
+    from rliable import plot_utils
+
+    fig, axes = _new_figure(1, width=6.0, height=4.0)
+    ax = axes[0][0]
+    names = {a: f"{a} (n={len(s)})" for a, s in scores.items()}  # rliable labels lines by their key
+    label = "normalized score" if normalization is not None else metric
+    plot_utils.plot_performance_profiles(
+        {names[a]: p for a, p in profiles.items()},
+        taus,
+        performance_profile_cis=None if one_seed else {names[a]: c for a, c in cis.items()},
+        ax=ax,
+        colors={names[a]: f"C{i % 10}" for i, a in enumerate(scores)},
+        xlabel=f"{label} (τ)",
+        ylabel="fraction of runs with score > τ",
+        labelsize="medium",
+        ticklabelsize="small",
+    )
+    ax.legend(fontsize="small")
+    band = "no CI: one seed" if one_seed else f"{CONFIDENCE:.0%} CI, stratified bootstrap"
+    ax.set_title(f"performance profile, {len(tasks)} task(s) ({band})", fontsize="medium")
+    return _save(fig, out_png)
 
 
 # ---- the scaling study ----------------------------------------------------------------
@@ -375,23 +586,27 @@ def plot_scaling(rows: Iterable[Mapping[str, Any]], out_png: str | os.PathLike) 
     right.set_title("one agent's actor update\n(mean; bars: min–max over agents)")
     right.set_ylim(bottom=0)
     right.grid(alpha=0.3)
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    return out
+    return _save(fig, out_png)
 
 
 __all__ = [
+    "BOOTSTRAP_REPS",
+    "BOOTSTRAP_SEED",
+    "CONFIDENCE",
+    "Estimate",
     "RunRecord",
     "SCALING_COLUMNS",
+    "aggregate_scores",
     "as_records",
     "final_table",
     "linear_fit",
     "marl_eval_json",
     "mean_band",
     "plot_curves",
+    "plot_performance_profile",
     "plot_scaling",
     "read_marl_eval_json",
     "run_key",
+    "score_matrices",
     "write_marl_eval_json",
 ]

@@ -46,6 +46,9 @@ section it gets {frequency: perturbation_interval, num_to_keep: 3}; a given one 
 least 2 (3 leaves room for a trial that restores late) and save at least every
 perturbation_interval iterations.
 
+After the sweep, ``sweep_curves.png`` in the experiment dir shows every trial's curve over env
+steps, labelled by its searched values (`plot_sweep`; needs matplotlib).
+
 YAML 1.1 reads ``1e-4`` as a string; `load_sweep` reads it as the float it means.
 ``prepare_sweep(load_sweep(path))`` checks a file completely without running anything.
 
@@ -63,16 +66,26 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from harl_rllib.run import apply_overrides, build_config
+from harl_rllib.run import apply_overrides, build_config, is_uri
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+    from ray.tune import ResultGrid
 
 DEFAULT_METRIC = "env_runners/team_episode_return_mean"
+EVAL_METRIC = "evaluation/env_runners/team_episode_return_mean"
+WIN_METRIC = "env_runners/battle_won"
+# The x axis of the sweep figure: env steps as the env runners count them, else Tune's counters.
+STEP_KEYS = ("env_runners/num_env_steps_sampled_lifetime", "num_env_steps_sampled_lifetime", "training_iteration")
+SWEEP_FIGURE = "sweep_curves.png"
 SPACE_KINDS = ("grid", "choice", "uniform", "loguniform", "randint")
 RESOURCE_FIELDS = (
     "num_env_runners",
@@ -599,6 +612,10 @@ def run_sweep(
     with _env_vars(env):
         results = tuner.fit()
     report_best(results, plan)
+    try:
+        plot_sweep(results, plan.searched, plan.metric)
+    except ImportError as e:  # matplotlib is an optional dependency: the sweep itself succeeded
+        print(f"no {SWEEP_FIGURE}: {e}")
     if wandb_dir is not None and env.get("WANDB_MODE") == "offline":
         print(f"wandb offline runs: {wandb_dir / 'wandb'}; upload with `wandb sync {wandb_dir}/wandb/offline-run-*`")
     return results
@@ -631,3 +648,135 @@ def _lookup(metrics: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+# ---- the sweep figure -----------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def trial_labels(configs: Sequence[Mapping[str, Any]], searched: Sequence[str]) -> list[str]:
+    """One legend label per trial from its searched values ("lr=0.0005, seed=2"): dict fields
+    (e.g. actor_model, merged over the defaults) show only the keys that differ between trials,
+    and labels that would repeat (equal draws) get the trial's number. PBT trials show the
+    values they ended with."""
+    parts: list[list[str]] = [[] for _ in configs]
+    for key in searched:
+        values = [c.get(key) for c in configs]
+        name = key.lstrip("_")  # a property's private field: the name people set
+        if all(isinstance(v, dict) for v in values):
+            varying = [
+                k for k in dict.fromkeys(k for v in values for k in v) if len({repr(v.get(k)) for v in values}) > 1
+            ]
+            for part, v in zip(parts, values, strict=True):
+                part += [f"{name}.{k}={_short(v.get(k))}" for k in varying]
+        else:
+            for part, v in zip(parts, values, strict=True):
+                part.append(f"{name}={_short(v)}")
+    labels = [", ".join(p) or f"trial {i}" for i, p in enumerate(parts)]
+    counts = {label: labels.count(label) for label in labels}
+    return [f"{label} #{i}" if counts[label] > 1 else label for i, label in enumerate(labels)]
+
+
+def plot_trial_curves(
+    trials: Sequence[tuple[str, pd.DataFrame]], out_png: str | os.PathLike, metric: str = DEFAULT_METRIC
+) -> str:
+    """Every trial's curve over env steps, one line per trial (`(label, history)`, a history
+    being Tune's `metrics_dataframe`: one row per result, "/"-joined columns).
+
+    Panels: `metric`, and the evaluation return and the win rate when any trial reports them,
+    so a sweep's trials can be compared on all three without opening Tune's files. `out_png`
+    may be a URI (the sweep's storage, e.g. s3://…). Returns where it was written."""
+    from harl_rllib.results import _new_figure
+
+    panels = [metric] + [m for m in (EVAL_METRIC, WIN_METRIC) if m != metric]
+    panels = [m for m in panels if m == metric or any(_has(df, m) for _, df in trials)]
+    fig, axes = _new_figure(len(panels))
+    colors = _colors(len(trials))
+    x_names = set()
+    for (label, df), color in zip(trials, colors, strict=True):
+        x_key = next((k for k in STEP_KEYS if _has(df, k)), None)
+        if x_key is None:
+            continue
+        x_names.add(x_key)
+        for ax, key in zip(axes[0], panels, strict=True):
+            if _has(df, key):
+                rows = df[[x_key, key]].dropna()
+                ax.plot(rows[x_key], rows[key], color=color, label=label, marker="." if len(rows) < 20 else None)
+    x_label = "env steps" if x_names <= set(STEP_KEYS[:2]) else " / ".join(sorted(x_names))
+    for ax, key in zip(axes[0], panels, strict=True):
+        ax.set_title(key, fontsize="medium")
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    legend: dict[str, Any] = {}  # label -> line, over all panels (a trial may lack one metric)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if legend:
+        lines = [legend[label] for label, _ in trials if label in legend]
+        names = [label for label, _ in trials if label in legend]
+        fig.legend(lines, names, loc="outside right upper", fontsize="small", ncols=1 + len(lines) // 30)
+    fig.suptitle(f"{len(trials)} trial(s)", fontsize="medium")
+    return _save_figure(fig, str(out_png))
+
+
+def plot_sweep(
+    results: ResultGrid,
+    searched: Sequence[str] = (),
+    metric: str = DEFAULT_METRIC,
+    out_png: str | os.PathLike | None = None,
+) -> str | None:
+    """`plot_trial_curves` for a Tune `ResultGrid` (also one restored with `Tuner.restore`), into
+    the experiment directory as sweep_curves.png unless `out_png` says otherwise; prints the
+    path. Failed trials are drawn up to their failure and say so; None when no trial reported."""
+    trials = []
+    configs = [r.config or {} for r in results]
+    for result, label in zip(results, trial_labels(configs, searched), strict=True):
+        df = result.metrics_dataframe
+        if df is not None and len(df):
+            trials.append((label + (" (failed)" if result.error else ""), df))
+    if not trials:
+        print(f"no trial reported a result: no {SWEEP_FIGURE}")
+        return None
+    out = str(out_png) if out_png is not None else _join(str(results.experiment_path), SWEEP_FIGURE)
+    path = plot_trial_curves(trials, out, metric)
+    print(f"sweep curves: {path}", flush=True)
+    return path
+
+
+def _has(df: pd.DataFrame, key: str) -> bool:
+    return key in df.columns and bool(df[key].notna().any())
+
+
+def _colors(n: int) -> list[Any]:
+    """Distinct colours for up to 20 trials; a colormap's sweep beyond that."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [f"C{i}" for i in range(n)]
+    cmap = colormaps["tab20" if n <= 20 else "viridis"]
+    return [cmap(i if n <= 20 else i / (n - 1)) for i in range(n)]
+
+
+def _join(directory: str, name: str) -> str:
+    return f"{directory.rstrip('/')}/{name}" if is_uri(directory) else str(Path(directory) / name)
+
+
+def _save_figure(fig: Figure, out: str) -> str:
+    """Save as PNG to a local path or, through pyarrow (as Tune stores it), to a URI."""
+    if not is_uri(out):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+        return out
+    import io
+
+    import pyarrow.fs
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    fs, path = pyarrow.fs.FileSystem.from_uri(out)
+    with fs.open_output_stream(path) as f:
+        f.write(buffer.getvalue())
+    return out

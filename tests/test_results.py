@@ -1,5 +1,6 @@
 """harl_rllib.results and benchmarks/reproduce.py: the marl-eval JSON layout (written, read back,
-keys checked), curve and scaling plots, the final table, and one tiny reproduce.py run."""
+keys checked), rliable's intervals (checked against a plain bootstrap and exact cases), curve,
+profile and scaling plots, the final table, aggregates across tasks, and one tiny reproduce.py run."""
 
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ import pytest
 
 from harl_rllib.results import (
     RunRecord,
+    aggregate_scores,
     final_table,
     linear_fit,
     marl_eval_json,
     mean_band,
     plot_curves,
+    plot_performance_profile,
     plot_scaling,
     read_marl_eval_json,
+    score_matrices,
     write_marl_eval_json,
 )
 
@@ -130,24 +134,75 @@ def test_marl_eval_edge_cases(tmp_path):
 # ---- statistics, plots, table ----------------------------------------------------------
 
 
+def plain_bootstrap(ys: np.ndarray, reps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 95% percentile interval of the mean over rows, each column resampled on its own,
+    with NumPy's own generator: an independent computation of what rliable's bootstrap estimates."""
+    rng = np.random.default_rng(seed)
+    n, steps = ys.shape
+    idx = rng.integers(0, n, size=(reps, n, steps))
+    means = ys[idx, np.arange(steps)].mean(axis=1)
+    return np.percentile(means, 2.5, axis=0), np.percentile(means, 97.5, axis=0)
+
+
 def test_mean_band_and_linear_fit():
+    pytest.importorskip("rliable")
     x = np.array([0.0, 10.0, 20.0])
     curves = [(x, np.array([1.0, 2.0, 3.0])), (x, np.array([3.0, 4.0, 5.0])), (x + 1, np.array([2.0, 3.0, 4.0]))]
-    grid, mean, half = mean_band(curves)
+    state = np.random.get_state()
+    grid, mean, lower, upper = mean_band(curves)
     # Cut where the shortest curve ends (x = 20), interpolated onto the first seed's steps.
     np.testing.assert_allclose(grid, [0.0, 10.0, 20.0])
     np.testing.assert_allclose(mean, [2.0, (2 + 4 + 2.9) / 3, (3 + 5 + 3.9) / 3])
+    assert np.all(lower < mean) and np.all(mean < upper)
     ys = np.stack([np.interp(grid, cx, cy) for cx, cy in curves])
-    np.testing.assert_allclose(half, 4.302653 * ys.std(axis=0, ddof=1) / math.sqrt(3), rtol=1e-4)
-    _, _, single = mean_band(curves[:1])
-    assert not single.any()
+    assert np.all(lower >= ys.min(axis=0)) and np.all(upper <= ys.max(axis=0))  # a mean of resampled seeds
+    # Two seeds: a resample repeats one seed with probability 1/4 > 2.5%, so the band is their range.
+    _, _, lo2, hi2 = mean_band(curves[:2])
+    np.testing.assert_array_equal(lo2, [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(hi2, [3.0, 4.0, 5.0])
+    # Identical seeds: no spread, a zero-width band at the mean.
+    _, same, lo_same, hi_same = mean_band([curves[0], curves[0]])
+    np.testing.assert_array_equal(lo_same, same)
+    np.testing.assert_array_equal(hi_same, same)
+    # One seed: the interval is undefined (NaN), not zero-width.
+    _, single, lo1, hi1 = mean_band(curves[:1])
+    np.testing.assert_array_equal(single, [1.0, 2.0, 3.0])
+    assert np.isnan(lo1).all() and np.isnan(hi1).all()
+    # The bootstrap is seeded by its argument, and the caller's global NumPy state is left alone.
+    after = np.random.get_state()
+    assert after[0] == state[0] and np.array_equal(after[1], state[1]) and after[2:] == state[2:]
+
     a, b, r2 = linear_fit([2, 4, 6], [1.0, 2.0, 3.0])
     assert (a, b, r2) == pytest.approx((0.5, 0.0, 1.0))
     assert linear_fit([1, 2, 3], [1.0, 3.0, 1.0])[2] == pytest.approx(0.0)
 
 
+def test_mean_band_against_a_plain_bootstrap():
+    """8 and 32 noisy seeds: the band matches a plain NumPy percentile bootstrap (to Monte Carlo
+    error), is reproducible, depends on the seed, and narrows about as 1/sqrt(seeds)."""
+    pytest.importorskip("rliable")
+    rng = np.random.default_rng(7)
+    x = np.arange(0.0, 50.0, 10.0)
+    ys = x / 10 + rng.normal(0.0, 1.0, size=(32, len(x)))
+    curves = [(x, y) for y in ys]
+    _, mean, lower, upper = mean_band(curves[:8])
+    ref_lo, ref_hi = plain_bootstrap(ys[:8], reps=20000, seed=123)
+    sem = ys[:8].std(axis=0, ddof=1) / math.sqrt(8)
+    np.testing.assert_allclose(lower, ref_lo, atol=0.25 * sem.max())
+    np.testing.assert_allclose(upper, ref_hi, atol=0.25 * sem.max())
+    assert np.all(upper - lower > 2 * sem)  # not a collapsed band: about 2 × 1.96 · sem wide
+    again = mean_band(curves[:8])
+    np.testing.assert_array_equal(again[2], lower)
+    np.testing.assert_array_equal(again[3], upper)
+    assert not np.array_equal(mean_band(curves[:8], seed=1)[2], lower)
+    _, _, lo32, hi32 = mean_band(curves)
+    ratio = (hi32 - lo32).mean() / (upper - lower).mean()
+    assert 0.3 < ratio < 0.75, ratio  # sqrt(8 / 32) = 0.5
+
+
 def test_plot_curves_and_table(tmp_path):
     pytest.importorskip("matplotlib")
+    pytest.importorskip("rliable")
     runs = records()
     # A second task, where only happo ran (3 seeds, slightly different step counts).
     runs += [
@@ -166,9 +221,93 @@ def test_plot_curves_and_table(tmp_path):
         "| algorithm | mpe/simple_spread_v3 (≈8,000 env steps) | toy/distinct_actions (≈4,002 env steps) |"
     )
     assert lines[1] == "|---|---|---|"
-    # happo on spread: finals −69, −68 → −68.50 ± 0.71; on toy: 5, 6, 7 → 6.00 ± 1.00.
-    assert lines[2] == "| happo | -68.50 ± 0.71 (n=2) | 6.00 ± 1.00 (n=3) |"
-    assert lines[3] == "| mappo | -78.50 ± 0.71 (n=2) | – |"
+    # happo on spread: finals −69, −68: 2 seeds, so the interval is their range (see test_mean_band...);
+    # on toy: 5, 6, 7: 1/27 of resamples are all 5s (or all 7s), more than 2.5%: the range again.
+    # Below 4 seeds the IQM trims nothing: the mean.
+    assert lines[2] == "| happo | -68.50 [-69.00, -68.00], IQM -68.50 (n=2) | 6.00 [5.00, 7.00], IQM 6.00 (n=3) |"
+    assert lines[3] == "| mappo | -78.50 [-79.00, -78.00], IQM -78.50 (n=2) | – |"
+    assert final_table(runs) == table  # seeded
+    # One seed: no interval, and the cell says so.
+    one = final_table([r for r in runs if r.seed == 1]).splitlines()
+    assert one[2] == "| happo | -69.00 [no CI], IQM -69.00 (n=1) | 5.00 [no CI], IQM 5.00 (n=1) |"
+    # Four seeds: the IQM drops the lowest and highest.
+    four = [RunRecord("toy", "t", "happo", s, [(10, {"return": v})]) for s, v in enumerate((0.0, 1.0, 2.0, 9.0))]
+    assert "3.00 [" in final_table(four) and "IQM 1.50 (n=4)" in final_table(four)
+
+
+def score_runs(seeds: int = 4) -> list[RunRecord]:
+    """Finals on two tasks with different scales: happo better than mappo on both."""
+    rng = np.random.default_rng(3)
+    out = []
+    for algo, level in (("happo", 0.8), ("mappo", 0.5)):
+        for seed in range(seeds):
+            for env, task, lo, hi in (("mpe", "spread", -100.0, -50.0), ("toy", "distinct_actions", 0.0, 5.0)):
+                value = lo + (hi - lo) * (level + 0.1 * rng.standard_normal())
+                out.append(RunRecord(env, task, algo, seed, [(1000, {"return": float(value)})]))
+    return out
+
+
+NORM = {"mpe/spread": (-100.0, -50.0), "distinct_actions": (0.0, 5.0)}  # by env/task or by task
+
+
+def test_aggregate_scores():
+    pytest.importorskip("rliable")
+    runs = score_runs()
+    tasks, scores = score_matrices(runs, normalization=NORM)
+    assert tasks == ["mpe/spread", "toy/distinct_actions"] and list(scores) == ["happo", "mappo"]
+    assert scores["happo"].shape == (4, 2)
+    raw = np.array([[r.final("return") for r in runs if r.algorithm == "happo" and r.task == t] for t in ("spread",)])
+    np.testing.assert_allclose(scores["happo"][:, 0], (raw[0] + 100.0) / 50.0)
+
+    agg = aggregate_scores(runs, normalization=NORM, reps=500)
+    assert set(agg) == {"happo", "mappo"}
+    for algo, m in scores.items():
+        est = agg[algo]
+        assert set(est) == {"iqm", "mean", "median", "optimality_gap"}
+        flat = np.sort(m.ravel())
+        assert est["iqm"].point == pytest.approx(flat[2:6].mean())  # 8 scores: drop 2 at each end
+        assert est["mean"].point == pytest.approx(m.mean())
+        assert est["median"].point == pytest.approx(np.median(m.mean(axis=0)))
+        assert est["optimality_gap"].point == pytest.approx(np.mean(1.0 - np.minimum(m, 1.0)))
+        for e in est.values():
+            assert e.lower <= e.point <= e.upper and e.upper > e.lower
+    assert agg["happo"]["iqm"].lower > agg["mappo"]["iqm"].upper  # 0.8 vs 0.5 with 0.1 noise: clear
+    assert aggregate_scores(runs, normalization=NORM, reps=500) == agg  # seeded
+
+    # One task: raw scores (no optimality gap: there is no 1 to fall short of).
+    one_task = [r for r in runs if r.task == "spread"]
+    raw_agg = aggregate_scores(one_task, reps=100)
+    assert set(raw_agg["happo"]) == {"iqm", "mean", "median"}
+    happo_raw = [r.final("return") for r in one_task if r.algorithm == "happo"]
+    assert len(happo_raw) == 4 and raw_agg["happo"]["mean"].point == pytest.approx(np.mean(happo_raw))
+    # One seed: no interval.
+    single = aggregate_scores([r for r in runs if r.seed == 0], normalization=NORM, reps=100)
+    assert all(math.isnan(e.lower) and math.isnan(e.upper) for e in single["happo"].values())
+
+    with pytest.raises(ValueError, match="need normalization"):
+        aggregate_scores(runs)
+    with pytest.raises(ValueError, match="no \\(min, max\\) for task 'toy/distinct_actions'"):
+        aggregate_scores(runs, normalization={"mpe/spread": (-100.0, -50.0)})
+    with pytest.raises(ValueError, match="runs per task differ"):
+        aggregate_scores([r for r in runs if not (r.task == "spread" and r.seed == 0)], normalization=NORM)
+    with pytest.raises(ValueError, match="runs per task differ"):  # mappo never ran the toy task
+        aggregate_scores([r for r in runs if not (r.algorithm == "mappo" and r.env == "toy")], normalization=NORM)
+
+
+def test_plot_performance_profile(tmp_path):
+    pytest.importorskip("rliable")
+    from matplotlib.image import imread
+
+    out = plot_performance_profile(score_runs(), tmp_path / "figs" / "profile.png", normalization=NORM, reps=500)
+    assert_png(out)
+    image = imread(out)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    assert image[..., :3].std() > 0.05  # something is drawn, not a blank canvas
+    one_seed = [r for r in score_runs() if r.seed == 0 and r.task == "spread"]
+    assert_png(plot_performance_profile(one_seed, tmp_path / "one.png", taus=np.linspace(-100, -50, 11), reps=100))
+    with pytest.raises(ValueError, match="need normalization"):
+        plot_performance_profile(score_runs(), tmp_path / "bad.png")
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_plot_scaling(tmp_path):

@@ -1,20 +1,36 @@
 """Tune sweeps from YAML (harl_rllib.tune_sweep): every shipped sweep file validates, ASHA and PBT
-sweeps run on the toy task, wandb logs offline without a key, and bad sweep files fail early."""
+sweeps run on the toy task (the ASHA one also writes its figure of every trial), wandb logs offline
+without a key, and bad sweep files fail early."""
 
 from __future__ import annotations
 
 import copy
+import importlib.util
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import ray
 
 from harl_rllib.envs.smac import SMACNotInstalledError, StarCraftIINotFoundError
-from harl_rllib.tune_sweep import load_sweep, param_key, prepare_sweep, run_sweep
+from harl_rllib.tune_sweep import (
+    DEFAULT_METRIC,
+    EVAL_METRIC,
+    SWEEP_FIGURE,
+    WIN_METRIC,
+    load_sweep,
+    param_key,
+    plot_trial_curves,
+    prepare_sweep,
+    run_sweep,
+    trial_labels,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEPS = sorted((ROOT / "tune_configs").glob("*.yaml"))
 STANDIN = "standins.starcraft2_standin:StarCraft2EnvStandIn"
+PNG_HEADER = b"\x89PNG\r\n\x1a\n"
 
 # A sweep small enough for a test: the toy task, 100 env steps per iteration, 1 CPU per trial.
 TOY = {
@@ -179,6 +195,80 @@ def test_asha_sweep_on_toy(ray_session, tmp_path, capsys):
     assert Path(results.experiment_path) == tmp_path / "tiny_asha_toy"
     out = capsys.readouterr().out
     assert "best trial: env_runners/team_episode_return_mean = " in out and "'lr': " in out
+    # The sweep figure: every trial's history has the flattened columns it plots, and it was written.
+    for r in results:
+        assert {"env_runners/num_env_steps_sampled_lifetime", spec_metric(spec)} <= set(r.metrics_dataframe.columns)
+    if importlib.util.find_spec("matplotlib") is not None:  # the figure is skipped without it
+        png = tmp_path / "tiny_asha_toy" / SWEEP_FIGURE
+        assert f"sweep curves: {png}" in out
+        assert png.is_file() and png.stat().st_size > 0 and png.read_bytes()[:8] == PNG_HEADER
+        image = imread_png(png)
+        assert image.shape[:2] == (432, 600) and image[..., :3].std() > 0.05  # one panel, not blank
+
+
+def spec_metric(spec: dict) -> str:
+    return spec.get("metric") or DEFAULT_METRIC
+
+
+def imread_png(path: Path) -> np.ndarray:
+    from matplotlib.image import imread
+
+    return imread(path)
+
+
+def history(steps: list[int], returns: list[float], **more: list[float]) -> pd.DataFrame:
+    """A trial's Tune history as `Result.metrics_dataframe` has it: "/"-joined columns, NaN where
+    an iteration did not report a metric."""
+    return pd.DataFrame(
+        {
+            "training_iteration": list(range(1, len(steps) + 1)),
+            "env_runners/num_env_steps_sampled_lifetime": steps,
+            DEFAULT_METRIC: returns,
+            **more,
+        }
+    )
+
+
+def has_color(image: np.ndarray, color: str) -> bool:
+    from matplotlib.colors import to_rgb
+
+    return bool((np.abs(image[..., :3] - np.asarray(to_rgb(color))).max(axis=-1) < 0.02).sum() > 20)
+
+
+def test_trial_labels():
+    small, large = {"hidden_sizes": [8], "activation": "relu"}, {"hidden_sizes": [16], "activation": "relu"}
+    configs = [
+        {"lr": 1e-4, "_train_batch_size_per_learner": 50, "actor_model": small},
+        {"lr": 5e-4, "_train_batch_size_per_learner": 50, "actor_model": large},
+    ]
+    assert trial_labels(configs, ["lr", "_train_batch_size_per_learner", "actor_model"]) == [
+        "lr=0.0001, train_batch_size_per_learner=50, actor_model.hidden_sizes=[8]",
+        "lr=0.0005, train_batch_size_per_learner=50, actor_model.hidden_sizes=[16]",
+    ]
+    assert trial_labels(configs, ["_train_batch_size_per_learner"]) == [
+        "train_batch_size_per_learner=50 #0",
+        "train_batch_size_per_learner=50 #1",
+    ]
+    assert trial_labels(configs, []) == ["trial 0", "trial 1"]
+
+
+def test_plot_trial_curves(tmp_path):
+    """One panel for the return alone; three when a trial also reports the evaluation return and
+    the win rate (NaN rows skipped); each trial's line in its colour."""
+    pytest.importorskip("matplotlib")
+    a = history([100, 200, 300], [1.0, 2.0, 2.5])
+    b = history([100, 200, 300], [0.5, float("nan"), 1.5])
+    one = plot_trial_curves([("lr=0.0001", a), ("lr=0.0005", b)], tmp_path / "one.png")
+    assert one == str(tmp_path / "one.png")
+    image = imread_png(Path(one))
+    assert image.shape[:2] == (432, 600)  # 5 × 3.6 inches at 120 dpi: one panel
+    assert has_color(image, "C0") and has_color(image, "C1") and not has_color(image, "C2")
+
+    c = history([100, 200], [3.0, 3.5], **{EVAL_METRIC: [2.0, float("nan")], WIN_METRIC: [0.0, 0.5]})
+    three = plot_trial_curves([("lr=0.0001", a), ("lr=0.002", c)], tmp_path / "sub" / "three.png")
+    image = imread_png(Path(three))
+    assert image.shape[:2] == (432, 1800)  # return, evaluation return, win rate
+    assert has_color(image, "C0") and has_color(image, "C1")
 
 
 def test_pbt_exploits(ray_session, tmp_path):

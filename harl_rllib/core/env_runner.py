@@ -155,8 +155,9 @@ class HAEnvRunner(MultiAgentEnvRunner):
         super().set_state(state)
         rng = state.get(RNG)
         # Only the local runner's RNGs are checkpointed; a remote runner (restarted, or
-        # synced from the local one) keeps its own streams.
-        if rng is None or self.worker_index != 0:
+        # synced from the local one) keeps its own streams, and so does an evaluation runner
+        # (RLlib restores the checkpoint into it too; it reseeds its envs every evaluation).
+        if rng is None or self.worker_index != 0 or self.config.in_evaluation:
             return
         torch.set_rng_state(torch.as_tensor(rng["torch"], dtype=torch.uint8))
         np.random.set_state(rng["numpy"])
