@@ -42,6 +42,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,6 +114,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="1,2,3", help="comma-separated integers")
     p.add_argument("--env-steps", type=int, default=400_000, help="env steps per run")
     p.add_argument("--stop-iters", type=int, default=None, help="also stop each run after this many iterations")
+    p.add_argument(
+        "--eval-interval",
+        type=int,
+        default=None,
+        help="evaluate every N iterations, as train.py (default: about every 100k env steps; 0: never)",
+    )
+    p.add_argument("--eval-episodes", type=int, default=20, help="episodes per evaluation (HARL's 20)")
+    p.add_argument(
+        "--final-eval-episodes",
+        type=int,
+        default=200,
+        help="episodes of the final policy's evaluation (marl-eval's absolute metrics: 10x --eval-episodes)",
+    )
     p.add_argument("--config", default=None, help="YAML file: config overrides for every run (as train.py)")
     p.add_argument("--batch", type=int, default=None, help="train_batch_size_per_learner of every run (over --config)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs for the local Ray")
@@ -197,10 +211,19 @@ def _number(value: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def train_curve(config, *, env_steps: int, stop_iters: int | None, label: str) -> list[tuple[int, dict[str, float]]]:
-    """Train until the budget; one point per iteration that has a team return."""
+def train_curve(
+    config, *, env_steps: int, stop_iters: int | None, label: str, final_eval_episodes: int = 0
+) -> tuple[list[tuple[int, dict[str, float]]], dict[str, float] | None]:
+    """Train until the budget; one point per iteration that has a team return (with the
+    evaluation's return and win rate on the iterations that evaluated). Then the final policy
+    evaluated over `final_eval_episodes` deterministic episodes (evaluate.py's evaluation):
+    marl-eval's absolute metrics, or None with 0."""
+    from harl_rllib.evaluation import evaluate
+    from harl_rllib.run import evaluates
+
     algo = config.build_algo()
     points: list[tuple[int, dict[str, float]]] = []
+    absolute = None
     try:
         start = time.perf_counter()
         while True:
@@ -211,19 +234,34 @@ def train_curve(config, *, env_steps: int, stop_iters: int | None, label: str) -
             for name, key in (("return", TEAM_RETURN), ("win_rate", WIN_RATE)):
                 if (v := _number(er.get(key))) is not None:
                     metrics[name] = v
+            if evaluates(algo.config, algo.iteration):
+                ev = result.get("evaluation", {}).get("env_runners", {})
+                for name, key in (("eval_return", TEAM_RETURN), ("eval_win_rate", WIN_RATE)):
+                    if (v := _number(ev.get(key))) is not None:
+                        metrics[name] = v
             if "return" in metrics:  # no finished episode yet: nothing to report
                 points.append((steps, metrics))
-            ret = metrics.get("return")
+            ret, eval_ret = metrics.get("return"), metrics.get("eval_return")
             print(
                 f"{label}  iter {algo.iteration:4d}  env steps {steps:9d}  "
-                f"return {'-' if ret is None else f'{ret:.2f}'}  time {metrics['elapsed_time']:7.1f}s",
+                f"return {'-' if ret is None else f'{ret:.2f}'}"
+                + ("" if eval_ret is None else f"  eval return {eval_ret:.2f}")
+                + f"  time {metrics['elapsed_time']:7.1f}s",
                 flush=True,
             )
             if steps >= env_steps or (stop_iters is not None and algo.iteration >= stop_iters):
                 break
+        if final_eval_episodes:
+            with tempfile.TemporaryDirectory() as tmp:
+                algo.save_to_path(tmp)
+                final = evaluate(tmp, episodes=final_eval_episodes)
+            absolute = {"return": final["team_return_mean"]}
+            if "win_rate" in final:
+                absolute["win_rate"] = final["win_rate"]
+            print(f"{label}  final evaluation over {final_eval_episodes} episodes: {absolute}", flush=True)
     finally:
         algo.stop()
-    return points
+    return points, absolute
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -269,11 +307,23 @@ def run_matrix(args: argparse.Namespace) -> int:
         try:
             for variant, task, seed in todo:
                 config = build_config(
-                    algo=variant.algo, env=env, task=task, seed=seed, overrides=run_overrides(file_overrides, variant)
+                    algo=variant.algo,
+                    env=env,
+                    task=task,
+                    seed=seed,
+                    eval_interval="auto" if args.eval_interval is None else args.eval_interval,
+                    eval_episodes=args.eval_episodes,
+                    overrides=run_overrides(file_overrides, variant),
                 )
                 label = f"{variant.name} {env}/{task} seed {seed}"
-                points = train_curve(config, env_steps=args.env_steps, stop_iters=args.stop_iters, label=label)
-                record = RunRecord(env, task, variant.name, seed, points)
+                points, absolute = train_curve(
+                    config,
+                    env_steps=args.env_steps,
+                    stop_iters=args.stop_iters,
+                    label=label,
+                    final_eval_episodes=args.final_eval_episodes,
+                )
+                record = RunRecord(env, task, variant.name, seed, points, absolute=absolute)
                 write_json(
                     curve_path(out, env, task, variant.name, seed),
                     {**record.to_dict(), "algo": variant.algo, "overrides": run_overrides(file_overrides, variant)},
@@ -290,8 +340,10 @@ def run_matrix(args: argparse.Namespace) -> int:
     write_marl_eval_json(out / "marl_eval.json", runs)
     table = [f"# {args.ablation or 'comparison'}: {env} {', '.join(tasks)}, seeds {args.seeds}", ""]
     for metric, title, png in (
-        ("return", "Team return", "curves.png"),
-        ("win_rate", "Win rate", "curves_win_rate.png"),
+        ("return", "Team return (training episodes)", "curves.png"),
+        ("win_rate", "Win rate (training episodes)", "curves_win_rate.png"),
+        ("eval_return", "Team return (evaluation, deterministic)", "curves_eval.png"),
+        ("eval_win_rate", "Win rate (evaluation, deterministic)", "curves_eval_win_rate.png"),
     ):
         if any(r.final(metric) is not None for r in runs):
             table += [f"## {title}", "", final_table(runs, metric)]

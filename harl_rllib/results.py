@@ -16,14 +16,17 @@ which `marl_eval_json` follows::
     }}}}}
 
 Runs are keyed `seed_<seed>`, as marl-eval's own `JsonLogger` does (its README allows any run
-name) and steps `step_<i>` from 0, as `JsonLogger` numbers them. Each metric is a list: here
-one element, the mean over the last training episodes that RLlib reports (marl-eval allows one
-element or one per evaluation episode). `JsonLogger` also writes `elapsed_time` (seconds) into
-each step; marl-eval's own `DiagnoseData.check_data` then reports the metric sets as unequal
+name) and steps `step_<i>` from 0, as `JsonLogger` numbers them. marl-eval's steps are
+evaluations: when a run evaluated (points with `eval_return`, `eval_win_rate`: the mean over
+one evaluation's deterministic episodes), its steps are those evaluations; a run without
+evaluations gives its training points (the mean over the last training episodes RLlib reports),
+and a report must say so. Each metric is a list of one element (marl-eval allows one element
+or one per evaluation episode). `JsonLogger` also writes `elapsed_time` (seconds) into each
+step; marl-eval's own `DiagnoseData.check_data` then reports the metric sets as unequal
 (absolute_metrics has none), so it is opt-in here (`elapsed_time=True`).
-`absolute_metrics` is marl-eval's slot for the best policy re-evaluated over 10x the episodes;
-we have no separate evaluation, so it holds the final logged values unless a record carries
-its own `absolute` metrics: say so when reporting it.
+`absolute_metrics` is marl-eval's slot for the final (or best) policy re-evaluated over 10x the
+episodes: a record's `absolute` metrics (benchmarks/reproduce.py evaluates the final policy
+over --final-eval-episodes), else the last step's values.
 
 Statistics come from rliable (Agarwal et al. 2021, "Deep RL at the Edge of the Statistical
 Precipice"); this module only arranges runs into its (runs × tasks) score matrices. Every
@@ -54,6 +57,7 @@ import numpy as np
 STEP_COUNT = "step_count"
 ELAPSED_TIME = "elapsed_time"
 ABSOLUTE_METRICS = "absolute_metrics"
+EVAL_PREFIX = "eval_"  # a point's metrics from an evaluation (deterministic episodes), e.g. eval_return
 # Metrics that describe when a point was logged, not how well the team did.
 _BOOKKEEPING = (STEP_COUNT, ELAPSED_TIME)
 
@@ -141,7 +145,8 @@ def marl_eval_json(runs: Iterable[RunRecord | Mapping[str, Any]], *, elapsed_tim
         if key in algo:
             raise ValueError(f"Two runs for {r.env}/{r.task}/{r.algorithm}/{key}")
         run: dict[str, Any] = {}
-        for i, (steps, metrics) in enumerate(r.points):
+        points = marl_eval_points(r)
+        for i, (steps, metrics) in enumerate(points):
             step: dict[str, Any] = {STEP_COUNT: int(steps)}
             if elapsed_time and _finite(metrics.get(ELAPSED_TIME)):
                 step[ELAPSED_TIME] = float(metrics[ELAPSED_TIME])
@@ -150,12 +155,32 @@ def marl_eval_json(runs: Iterable[RunRecord | Mapping[str, Any]], *, elapsed_tim
                     step[name] = [float(value)]
             run[f"step_{i}"] = step
         absolute = r.absolute
-        if absolute is None and r.points:
-            absolute = {k: v for k, v in r.points[-1][1].items() if k not in _BOOKKEEPING}
+        if absolute is None and points:
+            absolute = {k: v for k, v in points[-1][1].items() if k not in _BOOKKEEPING}
         # Last, as older marl-eval versions take the run's last key as the absolute metrics.
         run[ABSOLUTE_METRICS] = {k: [float(v)] for k, v in (absolute or {}).items() if _finite(v)}
         algo[key] = run
     return out
+
+
+def marl_eval_points(r: RunRecord) -> list[Point]:
+    """The points marl-eval gets: the evaluations (their `eval_*` metrics, named without the
+    prefix, as marl-eval's steps are evaluations) when the run evaluated; else the training
+    points, without any `eval_*` metric."""
+    evaluated = [(s, m) for s, m in r.points if _finite(m.get(EVAL_PREFIX + "return"))]
+    if evaluated:
+        return [
+            (
+                s,
+                {
+                    k.removeprefix(EVAL_PREFIX): v
+                    for k, v in m.items()
+                    if k.startswith(EVAL_PREFIX) or k in _BOOKKEEPING
+                },
+            )
+            for s, m in evaluated
+        ]
+    return [(s, {k: v for k, v in m.items() if not k.startswith(EVAL_PREFIX)}) for s, m in r.points]
 
 
 def write_marl_eval_json(

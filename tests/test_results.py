@@ -91,6 +91,28 @@ def test_marl_eval_layout(tmp_path):
     # No separate evaluation: the final logged values.
     assert run["absolute_metrics"] == {"return": [-69.0], "win_rate": [0.5]}
 
+    # A run that evaluated: marl-eval's steps are its evaluations (named without eval_), the
+    # training points are left out; its absolute metrics are the final evaluation's.
+    evaluated = RunRecord(
+        "smax",
+        "3m",
+        "happo",
+        1,
+        [
+            (4000, {"return": 1.0, "win_rate": 0.1}),
+            (8000, {"return": 2.0, "win_rate": 0.2, "eval_return": 3.0, "eval_win_rate": 0.3}),
+            (12000, {"return": 4.0, "win_rate": 0.4}),
+            (16000, {"return": 5.0, "win_rate": 0.5, "eval_return": 6.0, "eval_win_rate": 0.6}),
+        ],
+        absolute={"return": 7.0, "win_rate": 0.7},
+    )
+    ev = marl_eval_json([evaluated])["smax"]["3m"]["happo"]["seed_1"]
+    assert ev == {
+        "step_0": {"step_count": 8000, "return": [3.0], "win_rate": [0.3]},
+        "step_1": {"step_count": 16000, "return": [6.0], "win_rate": [0.6]},
+        "absolute_metrics": {"return": [7.0], "win_rate": [0.7]},
+    }
+
     # JsonLogger's elapsed_time: a plain number per step, never an absolute metric.
     timed = marl_eval_json(records(), elapsed_time=True)["mpe"]["simple_spread_v3"]["happo"]["seed_1"]
     assert timed["step_1"] == {"step_count": 8000, "elapsed_time": 10.5, "return": [-69.0], "win_rate": [0.5]}
@@ -396,6 +418,8 @@ def test_reproduce_end_to_end(tmp_path):
         str(config),
         "--num-cpus",
         "1",
+        "--final-eval-episodes",
+        "3",
         "--out",
         str(out),
     ]
@@ -418,6 +442,12 @@ def test_reproduce_end_to_end(tmp_path):
         assert_png(out / "curves.png")
     table = (out / "table.md").read_text()
     assert "| happo |" in table and "| mappo |" in table and "(n=2)" in table
+    # The final policy evaluated over --final-eval-episodes: the absolute metrics, from a
+    # deterministic evaluation (a toy return is within [0, 5]), recorded in the curve file.
+    for path in (out / "runs").glob("*.json"):
+        absolute = strict_json(path)["absolute"]
+        assert set(absolute) == {"return"} and 0.0 <= absolute["return"] <= 5.0
+    assert proc.stdout.count("final evaluation over 3 episodes") == 4
 
     again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
