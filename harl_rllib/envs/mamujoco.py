@@ -18,6 +18,8 @@ gets MaMuJoCo's local view of its joints and of joints up to ``agent_obsk`` hops
 
 from __future__ import annotations
 
+import ctypes.util
+import os
 import re
 from typing import Any
 
@@ -68,6 +70,41 @@ _BROKEN = {
     "CoupledHalfCheetah": "gymnasium_robotics 1.4.2 indexes data.ten_J as a dense matrix; mujoco 4 stores it "
     "sparse (1-D), so its tendon observations raise IndexError",
 }
+
+
+class MuJoCoGLError(RuntimeError):
+    """No working OpenGL backend for MuJoCo's offscreen frames (render())."""
+
+
+_GL_HELP = (
+    "MuJoCo renders offscreen through the backend named by the environment variable MUJOCO_GL, read "
+    "when the first frame is drawn and fixed for the process from then on: MUJOCO_GL=egl (headless, GPU "
+    "or Mesa's CPU llvmpipe; system packages `apt install libegl1 libgl1-mesa-dri`), MUJOCO_GL=osmesa "
+    "(CPU only; `apt install libosmesa6`), or MUJOCO_GL=glfw (needs a display, DISPLAY set)."
+)
+
+
+def _offscreen_gl_backend() -> str | None:
+    """The MuJoCo GL backend for offscreen frames, put into MUJOCO_GL when unset.
+
+    Unset, gymnasium tries GLFW first, which without a display fails only later, in
+    MuJoCo's context creation; so pick EGL or OSMesa where its library is installed (or
+    GLFW with a display) while nothing has rendered yet. gymnasium reads MUJOCO_GL when it
+    makes its first viewer, so this works although mujoco itself is imported already.
+    """
+    backend = os.environ.get("MUJOCO_GL")
+    if backend:
+        return backend
+    # mujoco's egl/osmesa modules refuse a PyOpenGL platform other than their own.
+    platform = os.environ.get("PYOPENGL_PLATFORM")
+    for name, library in (("egl", "EGL"), ("osmesa", "OSMesa")):
+        if platform in (None, "", name) and ctypes.util.find_library(library):
+            os.environ["MUJOCO_GL"] = name
+            return name
+    if os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "glfw"
+        return "glfw"
+    return None
 
 
 def _known_tasks_message(task: str, reason: str) -> str:
@@ -124,6 +161,9 @@ class MAMuJoCoTeamEnv(MultiAgentEnv):
       * ``max_episode_steps`` (None: the v5 env's own limit, 1000 for the locomotion tasks,
         HARL's ``episode_limit``); ``seed`` (first reset only); any further keyword goes to
         `mamujoco_v1.parallel_env` and on to the gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``).
+      * ``render_mode`` (None; "rgb_array": `render()` returns frames, drawn offscreen by the
+        gymnasium MuJoCo env, 480x480 unless ``width``/``height`` say otherwise). It sets
+        MUJOCO_GL when unset (see `_offscreen_gl_backend`).
 
     Actions are clipped to the action space before they reach MuJoCo: RLlib's Gaussian
     samples are unbounded, and although RLlib's default ``normalize_actions=True`` already
@@ -151,6 +191,8 @@ class MAMuJoCoTeamEnv(MultiAgentEnv):
         if self.state_type not in ("EP", "FP"):
             raise ValueError(f"state_type must be 'EP' or 'FP'; got {self.state_type!r}")
         self._seed = config.pop("seed", None)
+        self.render_mode = config.pop("render_mode", None)
+        self._gl_backend = _offscreen_gl_backend() if self.render_mode in ("rgb_array", "depth_array") else None
         factorization = _factorization(scenario, agent_conf, self.task)
         self.env = mamujoco_v1.parallel_env(
             scenario,
@@ -158,6 +200,7 @@ class MAMuJoCoTeamEnv(MultiAgentEnv):
             agent_obsk=config.pop("agent_obsk", 0),
             agent_factorization=factorization,
             max_episode_steps=config.pop("max_episode_steps", None),
+            render_mode=self.render_mode,
             **config,
         )
         n = len(self.env.possible_agents)
@@ -226,6 +269,26 @@ class MAMuJoCoTeamEnv(MultiAgentEnv):
         if term or trunc:
             self.agents = []
         return obs, {a: team for a in self.possible_agents}, terminateds, truncateds, infos
+
+    def render(self) -> np.ndarray:
+        """The robot now as an (H, W, 3) uint8 frame (the gymnasium env's tracking camera)."""
+        if self.render_mode != "rgb_array":
+            raise RuntimeError(
+                f"MAMuJoCoTeamEnv.render() needs the env built with env_config render_mode='rgb_array' "
+                f"(got render_mode={self.render_mode!r})."
+            )
+        if self._gl_backend is None:
+            raise MuJoCoGLError(f"MuJoCo found no OpenGL library (no libEGL, no libOSMesa, no DISPLAY). {_GL_HELP}")
+        try:
+            frame = self.env.render()
+        except gym.error.Error:
+            raise  # gymnasium's own (e.g. render before reset), not OpenGL's
+        except Exception as e:  # a failing backend raises FatalError, ImportError, AttributeError, ...
+            raise MuJoCoGLError(
+                f"MuJoCo could not render offscreen with MUJOCO_GL={self._gl_backend!r} "
+                f"({type(e).__name__}: {e}). {_GL_HELP}"
+            ) from e
+        return np.ascontiguousarray(frame, dtype=np.uint8)
 
     def close(self) -> None:
         self.env.close()

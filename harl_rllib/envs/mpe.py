@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,10 @@ class MPETeamEnv(MultiAgentEnv):
     """An mpe2 scenario with a team reward and the global state.
 
     env_config: ``task`` (one of MPE_TASKS), ``continuous_actions`` (bool, actions in
-    mpe2's [0, 1]), ``max_cycles`` (episode length, 25), and any further keyword the
-    scenario takes (e.g. ``N`` for simple_spread). The team reward is the sum of the
-    agents' rewards, given to every agent, as HARL does.
+    mpe2's [0, 1]), ``max_cycles`` (episode length, 25), ``render_mode`` (None; "rgb_array"
+    for `render()` frames), and any further keyword the scenario takes (e.g. ``N`` for
+    simple_spread). The team reward is the sum of the agents' rewards, given to every agent,
+    as HARL does.
     """
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
@@ -31,6 +33,11 @@ class MPETeamEnv(MultiAgentEnv):
         config.setdefault("max_cycles", 25)
         config.setdefault("continuous_actions", False)
         self._seed = config.pop("seed", None)
+        self.render_mode = config.get("render_mode")
+        if self.render_mode == "rgb_array":
+            # mpe2 draws on an offscreen pygame surface; should anything start SDL's video
+            # subsystem, the dummy driver keeps it from looking for a display (headless runs).
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
         module = importlib.import_module(f"mpe2.{task}")
         self.env = module.parallel_env(**config)
         self.possible_agents = sorted(self.env.possible_agents)
@@ -47,6 +54,15 @@ class MPETeamEnv(MultiAgentEnv):
         MPE step's time)."""
         state = np.concatenate([np.asarray(obs[a], np.float32).ravel() for a in self.env.possible_agents])
         return {a: {STATE_KEY: state, ALIVE_KEY: True} for a in self.possible_agents}
+
+    def render(self) -> np.ndarray:
+        """The current frame as an (H, W, 3) uint8 array (mpe2's 700x700 view, for recording episodes)."""
+        if self.render_mode != "rgb_array":
+            raise RuntimeError(
+                f"MPETeamEnv.render() needs the env built with env_config render_mode='rgb_array' "
+                f"(got render_mode={self.render_mode!r})."
+            )
+        return np.ascontiguousarray(self.env.render(), dtype=np.uint8)
 
     def get_rng_state(self) -> dict:
         return self.env.unwrapped.np_random.bit_generator.state

@@ -186,6 +186,19 @@ class SMAXEngine:
         self.key, self.states, out = self._step(self.key, self.states, actions, reset_mask)
         return out
 
+    def units(self, index: int) -> dict[str, np.ndarray]:
+        """Env `index`'s units now (allies first, then enemies) as numpy, for drawing a frame."""
+        if self.states is None:
+            raise RuntimeError("SMAX has no battle to render before reset()")
+        if not 0 <= index < self.num_envs:
+            raise IndexError(f"env index {index} out of range for {self.num_envs} envs")
+        inner = self.states.state
+        names = ("unit_positions", "unit_alive", "unit_teams", "unit_health", "unit_types", "prev_attack_actions")
+        arrays = self.jax.device_get([getattr(inner, name) for name in names] + [inner.step])  # one transfer
+        units: dict[str, Any] = {name: np.asarray(a[index]) for name, a in zip(names, arrays[:-1], strict=True)}
+        units["step"] = int(arrays[-1][index])
+        return units
+
     def reset(self, seed: int | None = None) -> dict[str, np.ndarray]:
         """Reset all envs. The first call compiles; the second warms the step-after-reset path."""
         jax = self.jax
@@ -200,6 +213,110 @@ class SMAXEngine:
         # which would recompile at the first real step.
         self.step(zeros, everything)
         return self.step(zeros, everything)
+
+
+class BattleFigure:
+    """Draws SMAX battles with PIL, for recording episodes: a few ms a frame, and every frame the
+    same size (`size`), as a GIF writer needs. Drawn at SUPERSAMPLE times the size and reduced,
+    so edges are smooth. (matplotlib's text alone costs ~10 ms a frame.)
+
+    The map's boundary; units as circles of their type's radius with jaxmarl's type letter
+    (m marine, M marauder, s stalker, Z zealot, z zergling, h hydralisk), allies blue, enemies
+    red, a health bar above; dead units as grey crosses; a line in the shooter's color from each
+    unit that attacked in the last step to its target (thick: in range, so the shot could land;
+    thin: out of range).
+    """
+
+    MAP_PIXELS = 640  # the map's longer side
+    MARGIN = 10
+    CAPTION = 30  # the band above the map
+    SUPERSAMPLE = 2
+    TEAM_COLORS = ((31, 119, 180), (214, 39, 40))  # allies, enemies
+    DEAD, HEALTH, HEALTH_LOST = (150, 150, 150), (44, 160, 44), (200, 200, 200)
+
+    def __init__(self, env: Any, title: str) -> None:
+        from PIL import Image, ImageDraw, ImageFont
+
+        self.env, self.title = env, title  # env: jaxmarl's SMAX (unit types, map size)
+        self.n_allies, self.m = int(env.num_allies), int(env.num_movement_actions)
+        self.radius = np.asarray(env.unit_type_radiuses, np.float64)
+        self.max_health = np.asarray(env.unit_type_health, np.float64)
+        self.attack_range = np.asarray(env.unit_type_attack_ranges, np.float64)
+        self.map_w, self.map_h = float(env.map_width), float(env.map_height)
+        k = self.SUPERSAMPLE
+        self.scale = self.MAP_PIXELS * k / max(self.map_w, self.map_h)  # pixels per map unit, drawn
+        self.origin = (self.MARGIN * k, (self.CAPTION + self.MARGIN) * k)  # the map's top-left, drawn
+        width = round(self.map_w * self.scale) + 2 * self.MARGIN * k
+        height = round(self.map_h * self.scale) + 2 * self.MARGIN * k + self.CAPTION * k
+        self.size = (height // k, width // k)  # (H, W) of every frame
+        self.background = Image.new("RGB", (width, height), "white")
+        x0, y0 = self.origin
+        ImageDraw.Draw(self.background).rectangle(
+            (x0, y0, x0 + self.map_w * self.scale, y0 + self.map_h * self.scale), outline=(80, 80, 80), width=2 * k
+        )
+        self.caption_font = ImageFont.load_default(size=15 * k)
+        # One letter font per unit type, sized to its circle.
+        self.letter_fonts = [ImageFont.load_default(size=max(7.0, 1.3 * r * self.scale)) for r in self.radius]
+
+    def _pixels(self, pos: np.ndarray) -> np.ndarray:
+        """Map coordinates (y up) → drawn pixel coordinates (y down)."""
+        x0, y0 = self.origin
+        return np.stack([x0 + pos[..., 0] * self.scale, y0 + (self.map_h - pos[..., 1]) * self.scale], axis=-1)
+
+    def draw(self, units: dict[str, Any]) -> np.ndarray:
+        """The frame of `units` (`SMAXEngine.units`): (H, W, 3) uint8."""
+        from PIL import ImageDraw
+
+        image = self.background.copy()
+        draw = ImageDraw.Draw(image)
+        k, scale = self.SUPERSAMPLE, self.scale
+        alive = units["unit_alive"].astype(bool)
+        types, team = units["unit_types"].astype(int), units["unit_teams"].astype(int)
+        pos = units["unit_positions"].astype(np.float64)
+        xy = self._pixels(pos)
+        radius = self.radius[types] * scale
+
+        for i, j, in_range in self._attacks(units["prev_attack_actions"], pos, alive, types):
+            # In the shooter's color, shifted to its left: two units shooting each other show two lines.
+            d = xy[j] - xy[i]
+            shift = np.array([d[1], -d[0]]) / max(float(np.hypot(*d)), 1e-6) * 1.5 * k
+            a, b = xy[i] + shift, xy[j] + shift
+            draw.line((*a, *b), fill=self.TEAM_COLORS[team[i]], width=(2 if in_range else 1) * k)
+        bar = 1.3 * scale  # health bar length
+        health = np.clip(units["unit_health"] / self.max_health[types], 0.0, 1.0)
+        for i in np.flatnonzero(alive):
+            (x, y), r = xy[i], radius[i]
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=self.TEAM_COLORS[team[i]], outline="black", width=k)
+            letter = self.env.unit_type_shorthands[types[i]]
+            draw.text((x, y), letter, fill="white", font=self.letter_fonts[types[i]], anchor="mm")
+            top = y - r - 0.45 * scale
+            draw.rectangle((x - bar / 2, top, x + bar / 2, top + 2 * k), fill=self.HEALTH_LOST)
+            draw.rectangle((x - bar / 2, top, x - bar / 2 + bar * health[i], top + 2 * k), fill=self.HEALTH)
+        for i in np.flatnonzero(~alive):
+            (x, y), r = xy[i], 0.3 * scale
+            draw.line((x - r, y - r, x + r, y + r), fill=self.DEAD, width=2 * k)
+            draw.line((x - r, y + r, x + r, y - r), fill=self.DEAD, width=2 * k)
+        n = self.n_allies
+        caption = (
+            f"{self.title}    step {units['step']}    allies {alive[:n].sum()}/{n}    "
+            f"enemies {alive[n:].sum()}/{alive.size - n}"
+        )
+        draw.text((image.width / 2, self.CAPTION * k / 2), caption, fill="black", font=self.caption_font, anchor="mm")
+        return np.asarray(image.reduce(k))
+
+    def _attacks(self, action: np.ndarray, pos: np.ndarray, alive: np.ndarray, types: np.ndarray):
+        """(shooter, target, target in range) of last step's attacks by units alive now. jaxmarl's
+        attack action m + k targets enemy k for an ally and ally n - 1 - k for an enemy (each
+        team sees the other in that order); actions below m (jaxmarl stores 0) are moves."""
+        m, n = self.m, self.n_allies
+        action = action.astype(int)
+        shooters = np.flatnonzero((action >= m) & alive)
+        k = action[shooters] - m
+        targets = np.where(shooters < n, n + k, n - 1 - k)
+        ok = (targets >= 0) & (targets < alive.size)
+        shooters, targets = shooters[ok], targets[ok]
+        dist = np.linalg.norm(pos[shooters] - pos[targets], axis=-1)
+        return zip(shooters, targets, dist < self.attack_range[types[shooters]], strict=True)
 
 
 class SMAXTeamEnv(MultiAgentEnv):
@@ -234,6 +351,7 @@ class SMAXTeamEnv(MultiAgentEnv):
             self.engine.n, int(env.obs_size), env.num_ally_actions, int(env.state_size), self.state_type, obs_agent_id
         )
         self.spaces.apply(self)
+        self._figure: BattleFigure | None = None  # render()'s, made on first use
 
     @classmethod
     def make_vector_env(cls, config: dict[str, Any], num_envs: int) -> SMAXVectorEnv:
@@ -291,6 +409,16 @@ class SMAXTeamEnv(MultiAgentEnv):
         if result[2]["__all__"] or result[3]["__all__"]:
             self.agents = []
         return result
+
+    def render(self) -> np.ndarray:
+        """The battle now as an (H, W, 3) uint8 frame (see `BattleFigure`); no render_mode needed."""
+        return self.render_env(0)
+
+    def render_env(self, index: int) -> np.ndarray:
+        """Env `index` of the engine's batch as a frame; one figure, made on first use, serves all."""
+        if self._figure is None:
+            self._figure = BattleFigure(self.engine.env._env, self.task)
+        return self._figure.draw(self.engine.units(index))
 
 
 class SMAXVectorEnv(VectorMultiAgentEnv):
@@ -383,6 +511,15 @@ class SMAXVectorEnv(VectorMultiAgentEnv):
             "alive": out["alive"].astype(np.float32),
             "state": np.ascontiguousarray(state, np.float32),
         }
+
+    def render_env(self, index: int = 0) -> np.ndarray:
+        """Battle `index` as an (H, W, 3) uint8 frame of the state its latest observations describe
+        (on RLlib's path an ended battle's last state until the step that restarts it)."""
+        return self.team_env.render_env(index)
+
+    def render(self) -> tuple[np.ndarray, ...]:
+        """Every battle's frame (RLlib's VectorMultiAgentEnv API)."""
+        return tuple(self.render_env(i) for i in range(self.num_envs))
 
     def close_extras(self, **kwargs) -> None:
         self.team_env.close()
