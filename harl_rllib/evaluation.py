@@ -124,18 +124,19 @@ def _as_list(callbacks: Any) -> list:
     return list(callbacks) if isinstance(callbacks, (list, tuple)) else [callbacks]
 
 
-def episode_results(episodes: Sequence[Any]) -> tuple[list[float], list[float]]:
-    """Per finished episode: the team return (the agents' mean, as the training metric) and,
-    where the env reports it, whether the battle was won."""
-    returns, wins = [], []
+def episode_results(episodes: Sequence[Any]) -> tuple[list[float], list[int], list[float]]:
+    """Per finished episode: the team return (the agents' mean, as the training metric), the
+    length in env steps and, where the env reports it, whether the battle was won."""
+    returns, lengths, wins = [], [], []
     for ep in episodes:
         agents = list(ep.agent_episodes.values())
         returns.append(float(np.mean([sa.get_return() for sa in agents])))
+        lengths.append(int(ep.env_steps()))
         info = agents[0].get_infos(-1)
         stats = info.get(EPISODE_STATS_KEY) if isinstance(info, dict) else None
         if stats and WIN in stats:
             wins.append(float(stats[WIN]))
-    return returns, wins
+    return returns, lengths, wins
 
 
 def interval95(values: Sequence[float]) -> tuple[float, float, float]:
@@ -181,7 +182,7 @@ def evaluate(
     )
     try:
         done = runner.sample(num_episodes=episodes, explore=explore)
-        returns, wins = episode_results(done[:episodes])
+        returns, lengths, wins = episode_results(done[:episodes])
         config, seed = runner.config, runner.config.seed
     finally:
         runner.stop()
@@ -198,6 +199,7 @@ def evaluate(
         "team_return_ci95": [low, high],
         "team_return_std": float(np.std(returns)),
         "team_returns": returns,
+        "episode_lengths": lengths,
     }
     if wins:
         w, wl, wh = interval95(wins)

@@ -126,3 +126,51 @@ def test_evaluation_leaves_the_training_streams_alone(ray_session):
             np.testing.assert_array_equal(
                 np.asarray(eval_weights[mid][name]), np.asarray(value), err_msg=f"{mid}/{name}"
             )
+
+
+def _gif(path: Path) -> tuple[int, tuple[int, int], int]:
+    """(frames stored, size, total duration in ms). Pillow stores a frame equal to the one before
+    as a longer duration of that one, so the duration counts the recorded frames."""
+    with Image.open(path) as im:
+        durations = []
+        for i in range(im.n_frames):
+            im.seek(i)
+            durations.append(im.info["duration"])
+        return im.n_frames, im.size, int(sum(durations))
+
+
+def test_evaluate_renders_an_mpe_episode(evaluated_run, tmp_path):
+    run_dir, _ = evaluated_run
+    gif = tmp_path / "mpe.gif"
+    result = evaluate(run_dir, episodes=2, render=gif, render_episodes=2, fps=10)
+    assert result["episode_lengths"] == [25, 25]
+    assert result["frames"] == 2 * 26  # each episode's reset and its 25 steps
+    stored, size, duration = _gif(gif)
+    assert size == (700, 700) and 2 <= stored <= 52 and duration == 52 * 100
+
+
+def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
+    """A SMAX checkpoint (1 short iteration) evaluated with a recording: one frame per step and
+    one after the reset, drawn by the env's batched vector env."""
+    from harl_rllib import HAPPOConfig
+
+    config = (
+        HAPPOConfig()
+        .environment("harl_smax", env_config={"task": "3m", "max_steps": 12})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(train_batch_size_per_learner=48, num_epochs=1, critic_epoch=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path / "checkpoint"))
+    finally:
+        algo.stop()
+    gif = tmp_path / "smax.gif"
+    result = evaluate(tmp_path / "checkpoint", episodes=1, render=gif)
+    (length,) = result["episode_lengths"]
+    assert 1 <= length <= 13 and result["frames"] == length + 1  # 13: max_steps + 1, as observed of jaxmarl
+    assert 0.0 <= result["win_rate"] <= 1.0 and len(result["win_rate_ci95"]) == 2
+    stored, size, duration = _gif(gif)
+    assert size == (660, 690) and 1 <= stored <= length + 1 and duration == (length + 1) * 100

@@ -339,6 +339,7 @@ class SMAXTeamEnv(MultiAgentEnv):
         self.state_type = config.pop("state_type", "EP")
         obs_agent_id = bool(config.pop("obs_agent_id", False))
         seed = config.pop("seed", None)
+        config.pop("render_mode", None)  # frames are drawn here, from the state (`render`): any mode
         if config.pop("continuous_actions", False):
             raise ValueError("SMAX's actions are discrete; continuous_actions must be False")
         if self.task not in SMAX_TASKS:
