@@ -37,6 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--render", default=None, metavar="FILE", help="write the first episodes as FILE (.gif or .mp4)")
     p.add_argument("--render-episodes", type=int, default=1, help="episodes in the animation (default 1)")
     p.add_argument("--fps", type=int, default=10, help="animation frames per second")
+    p.add_argument("--render-scale", type=float, default=1.0, help="resize the frames (e.g. 0.5) before writing")
     p.add_argument("--json", action="store_true", help="print one JSON object (with every episode's return)")
     return p.parse_args(argv)
 
@@ -56,6 +57,7 @@ def main(argv=None) -> int:
             render=args.render,
             render_episodes=args.render_episodes,
             fps=args.fps,
+            render_scale=args.render_scale,
         )
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -162,6 +162,7 @@ def evaluate(
     render: str | Path | None = None,
     render_episodes: int = 1,
     fps: int = 10,
+    render_scale: float = 1.0,
 ) -> dict[str, Any]:
     """Run `episodes` episodes of the checkpoint's policy (deterministic unless `explore`)
     and summarize them; with `render`, also write the first `render_episodes` as an animation
@@ -169,6 +170,8 @@ def evaluate(
     plays the same episodes (default: the run's seed, as its evaluations)."""
     if episodes <= 0:
         raise ValueError(f"--episodes must be a positive number; got {episodes}")
+    if not 0 < render_scale <= 4:
+        raise ValueError(f"--render-scale must be in (0, 4]; got {render_scale}")
     if render is not None:
         check_animation_path(render)
     checkpoint = resolve_checkpoint(path)
@@ -206,7 +209,7 @@ def evaluate(
         out |= {"win_rate": w, "win_rate_ci95": [max(0.0, wl), min(1.0, wh)]}
     if render is not None:
         frames = [f for ep in RecordFrames.episodes[:render_episodes] for f in ep]
-        out["render"] = str(write_animation(render, frames, fps))
+        out["render"] = str(write_animation(render, frames, fps, render_scale))
         out["frames"] = len(frames)
     return out
 
@@ -224,15 +227,22 @@ def check_animation_path(path: str | Path) -> None:
             ) from None
 
 
-def write_animation(path: str | Path, frames: Sequence[np.ndarray], fps: int) -> Path:
-    """Frames (equal-shaped H×W×3 uint8) as a looping GIF or an MP4, by imageio."""
+def write_animation(path: str | Path, frames: Sequence[np.ndarray], fps: int, scale: float = 1.0) -> Path:
+    """Frames (equal-shaped H×W×3 uint8) as a looping GIF or an MP4, by imageio; `scale`
+    resizes them (Pillow) first, e.g. 0.5 for a GIF a quarter the size."""
     import imageio.v3 as iio
+    from PIL import Image
 
     if not frames:
         raise RuntimeError("no frames were recorded")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stack = np.stack([np.asarray(f, np.uint8)[..., :3] for f in frames])
+    images = [np.asarray(f, np.uint8)[..., :3] for f in frames]
+    if scale != 1.0:
+        h, w = images[0].shape[:2]
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        images = [np.asarray(Image.fromarray(im).resize(size, Image.Resampling.LANCZOS)) for im in images]
+    stack = np.stack(images)
     if path.suffix.lower() == ".gif":
         iio.imwrite(path, stack, duration=1000 / fps, loop=0)
     else:

@@ -142,11 +142,11 @@ def _gif(path: Path) -> tuple[int, tuple[int, int], int]:
 def test_evaluate_renders_an_mpe_episode(evaluated_run, tmp_path):
     run_dir, _ = evaluated_run
     gif = tmp_path / "mpe.gif"
-    result = evaluate(run_dir, episodes=2, render=gif, render_episodes=2, fps=10)
+    result = evaluate(run_dir, episodes=2, render=gif, render_episodes=2, fps=10, render_scale=0.5)
     assert result["episode_lengths"] == [25, 25]
     assert result["frames"] == 2 * 26  # each episode's reset and its 25 steps
     stored, size, duration = _gif(gif)
-    assert size == (700, 700) and 2 <= stored <= 52 and duration == 52 * 100
+    assert size == (350, 350) and 2 <= stored <= 52 and duration == 52 * 100  # mpe2's 700x700, halved
 
 
 def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
