@@ -32,13 +32,19 @@ def flat_grad(output: torch.Tensor, params: Sequence[torch.Tensor], create_graph
 
 
 def fisher_vector_product(
-    mean_kl: Callable[[], torch.Tensor], params: Sequence[torch.Tensor], damping: float
+    mean_kl: Callable[[], torch.Tensor],
+    params: Sequence[torch.Tensor],
+    damping: float,
+    reduce: Callable[[torch.Tensor], torch.Tensor] = lambda t: t,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """v ↦ (∇²KL) v + damping · v, the Hessian of the mean KL at the current parameters."""
+    """v ↦ (∇²KL) v + damping · v, the Hessian of the mean KL at the current parameters.
+
+    With several learners `mean_kl` is this learner's share of the mean over all learners'
+    rows and `reduce` sums over learners: the Hessian of a sum is the sum of the Hessians."""
 
     def fvp(v: torch.Tensor) -> torch.Tensor:
         grad_kl = flat_grad(mean_kl(), params, create_graph=True)
-        return flat_grad((grad_kl * v.detach()).sum(), params) + damping * v
+        return reduce(flat_grad((grad_kl * v.detach()).sum(), params)) + damping * v
 
     return fvp
 

@@ -62,9 +62,6 @@ class HATRPOConfig(HAConfig):
             self._value_error(f"`cg_iters` must be a positive integer; got {self.cg_iters}")
         if self.cg_damping < 0:
             self._value_error(f"`cg_damping` must be >= 0; got {self.cg_damping}")
-        if (self.num_learners or 0) > 1:
-            # The CG solve, Fisher products and line search are not reduced over learners yet.
-            self._value_error("HATRPO runs on one learner (num_learners 0 or 1); HAPPO/HAA2C/MAPPO support more.")
 
     def get_default_learner_class(self):
         from harl_rllib.algorithms.hatrpo.torch.hatrpo_torch_learner import HATRPOTorchLearner

@@ -7,7 +7,6 @@ from ray.rllib.core.columns import Columns
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from harl_rllib.core.learner import HATorchLearner
-from harl_rllib.core.losses import masked_mean
 from harl_rllib.core.trpo import conjugate_gradient, fisher_vector_product, flat_grad, kl_from_dist_inputs
 
 KL = "hatrpo_kl"
@@ -30,6 +29,20 @@ class HATRPOTorchLearner(HATorchLearner):
         mask = self.policy_mask(data)
         continuous = module._continuous
         old_logp = data[Columns.ACTION_LOGP]
+        stats = {KL: 0.0, LS_STEP: float(cfg.ls_step), REJECTED: 1.0, EXPECTED_IMPROVE: 0.0, IMPROVE: 0.0}
+        # Means over the alive rows of all learners (one learner: `masked_mean`). Each learner
+        # computes its share, Σ_own(x · mask) / rows; gradients, Fisher-vector products and the
+        # line search's values are summed over learners, so every learner takes the same step.
+        rows = self.all_sum(mask.sum().reshape(1))[0]
+        if float(rows) == 0.0:  # dead in every row of every learner: no step (as HARL)
+            self.log_actor_metrics(module_id, **stats)
+            return stats
+
+        def share(x: torch.Tensor) -> torch.Tensor:
+            return (x * mask).sum() / rows
+
+        def total(x: torch.Tensor) -> float:
+            return float(self.all_sum(x.detach().reshape(1))[0])
 
         def dist_inputs() -> torch.Tensor:
             # Whole sequences from their recorded states when the actor is recurrent.
@@ -40,31 +53,30 @@ class HATRPOTorchLearner(HATorchLearner):
 
         def surrogate() -> torch.Tensor:
             logp, _ = self.logp_entropy(module_id, data)
-            return masked_mean(factor * torch.exp(logp - old_logp) * advantages, mask)
+            return share(factor * torch.exp(logp - old_logp) * advantages)
 
         def mean_kl() -> torch.Tensor:
             # Over alive rows (the paper's expectation over the agent's own states); the
             # reference averages over all rows. Identical when every agent is alive.
-            return masked_mean(kl_from_dist_inputs(old_inputs, dist_inputs(), continuous), mask)
+            return share(kl_from_dist_inputs(old_inputs, dist_inputs(), continuous))
 
         loss = surrogate()
-        grad = flat_grad(loss, params)
-        fvp = fisher_vector_product(mean_kl, params, cfg.cg_damping)
+        grad = self.all_sum(flat_grad(loss, params))
+        fvp = fisher_vector_product(mean_kl, params, cfg.cg_damping, reduce=self.all_sum)
         step_dir = conjugate_gradient(fvp, grad, iters=cfg.cg_iters)
         shs = 0.5 * (step_dir @ fvp(step_dir))
-        stats = {KL: 0.0, LS_STEP: float(cfg.ls_step), REJECTED: 1.0, EXPECTED_IMPROVE: 0.0, IMPROVE: 0.0}
         old_params = parameters_to_vector(params).detach().clone()
         if torch.isfinite(shs) and shs > 0:
             full_step = step_dir / torch.sqrt(shs / cfg.kl_threshold)  # sqrt(2δ / sᵀHs) · s
             expected = float(grad @ full_step)
             stats[EXPECTED_IMPROVE] = expected
             fraction = 1.0
-            loss_value = loss.item()
+            loss_value = total(loss)
             for i in range(cfg.ls_step):
                 vector_to_parameters(old_params + fraction * full_step, params)
                 with torch.no_grad():
-                    improve = float(surrogate()) - loss_value
-                    kl = float(mean_kl())
+                    improve = total(surrogate()) - loss_value
+                    kl = total(mean_kl())
                 if kl < cfg.kl_threshold and improve > 0 and improve / expected > cfg.accept_ratio:
                     stats.update({KL: kl, LS_STEP: float(i), REJECTED: 0.0, IMPROVE: improve})
                     break
