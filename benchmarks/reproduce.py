@@ -348,6 +348,22 @@ def run_matrix(args: argparse.Namespace) -> int:
         if any(r.final(metric) is not None for r in runs):
             table += [f"## {title}", "", final_table(runs, metric)]
             plot_or_warn(plot_curves, runs, out / png, metric=metric)
+    finals = [  # each run's final policy, evaluated after training (marl-eval's absolute metrics)
+        RunRecord(
+            r.env,
+            r.task,
+            r.algorithm,
+            r.seed,
+            [(r.points[-1][0], {f"final_eval_{k}": v for k, v in r.absolute.items()})],
+        )
+        for r in runs
+        if r.absolute and r.points
+    ]
+    if len(finals) == len(runs):
+        for name in ("return", "win_rate"):
+            if any(r.final(f"final_eval_{name}") is not None for r in finals):
+                title = f"Final policy's {name.replace('_', ' ')}, {args.final_eval_episodes} deterministic episodes"
+                table += [f"## {title}", "", final_table(finals, f"final_eval_{name}")]
     (out / "table.md").write_text("\n".join(table))
     print("\n".join(table))
     print(f"wrote {out / 'marl_eval.json'}, {out / 'curves.png'}, {out / 'table.md'}")

@@ -494,9 +494,12 @@ def final_table(
             cells.append(f"{mean[0]:.2f} {ci}, IQM {iqm:.2f} (n={len(finals)})")
         lines.append(f"| {algo} | {' | '.join(cells)} |")
     lines.append("")
+    what = "iteration (RLlib's running mean over the last training episodes)"
+    if EVAL_PREFIX in metric:  # eval_*: an evaluation during training; final_eval_*: of the final policy
+        what = "evaluation (the mean over its deterministic episodes)"
     lines.append(
-        f"Final `{metric}` = the last logged iteration of each run (RLlib's running mean over the last "
-        f"training episodes); mean over seeds [{CONFIDENCE:.0%} CI: rliable's stratified percentile bootstrap, "
+        f"Final `{metric}` = the last logged {what} of each run; mean over seeds "
+        f"[{CONFIDENCE:.0%} CI: rliable's stratified percentile bootstrap, "
         f"{reps} resamples, seed {seed}; none with one seed]; IQM = interquartile mean over seeds (the mean "
         "below 4 seeds)."
     )
