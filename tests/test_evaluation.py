@@ -174,3 +174,34 @@ def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
     assert 0.0 <= result["win_rate"] <= 1.0 and len(result["win_rate_ci95"]) == 2
     stored, size, duration = _gif(gif)
     assert size == (660, 690) and 1 <= stored <= length + 1 and duration == (length + 1) * 100
+
+
+def test_evaluate_renders_a_mamujoco_episode(ray_session, tmp_path):
+    """MAMuJoCo offscreen (EGL where libEGL is there; skipped, with the reason, where no GL
+    backend works): a 10-step HalfCheetah episode gives 11 frames of the requested size."""
+    pytest.importorskip("gymnasium_robotics")
+    from harl_rllib import HAPPOConfig
+    from harl_rllib.envs.mamujoco import MuJoCoGLError
+
+    env_config = {"task": "HalfCheetah-2x3", "max_episode_steps": 10, "width": 96, "height": 64}
+    config = (
+        HAPPOConfig()
+        .environment("harl_mamujoco", env_config=env_config)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .training(train_batch_size_per_learner=20, num_epochs=1, critic_epoch=1)
+        .debugging(seed=0)
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()
+        algo.save_to_path(str(tmp_path / "checkpoint"))
+    finally:
+        algo.stop()
+    gif = tmp_path / "cheetah.gif"
+    try:
+        result = evaluate(tmp_path / "checkpoint", episodes=1, render=gif)
+    except MuJoCoGLError as e:
+        pytest.skip(f"MuJoCo cannot render on this machine: {e}")
+    assert result["episode_lengths"] == [10] and result["frames"] == 11
+    stored, size, duration = _gif(gif)
+    assert size == (96, 64) and 2 <= stored <= 11 and duration == 11 * 100
