@@ -4,8 +4,9 @@
     python train.py --tune tune_configs/happo_mpe_simple_spread.yaml [--wandb]
 
 Joins a running Ray cluster (RAY_ADDRESS, or the one on this node, as under `ray submit`)
-or starts a local Ray; prints progress each iteration; writes progress.jsonl, result.json
-and checkpoints under --storage-path.
+or starts a local Ray; prints progress each iteration; evaluates with deterministic actions
+every --eval-interval iterations; writes progress.jsonl, result.json, curves.png and
+checkpoints under --storage-path (evaluate a checkpoint with evaluate.py).
 """
 
 from __future__ import annotations
