@@ -205,3 +205,30 @@ def test_evaluate_renders_a_mamujoco_episode(ray_session, tmp_path):
     assert result["episode_lengths"] == [10] and result["frames"] == 11
     stored, size, duration = _gif(gif)
     assert size == (96, 64) and 2 <= stored <= 11 and duration == 11 * 100
+
+
+@pytest.mark.parametrize(
+    "algo, task",
+    [("HATD3", "continuous_sum"), ("HASAC", "continuous_sum"), ("HAD3QN", "distinct_actions")],
+)
+def test_off_policy_evaluations_are_deterministic(ray_session, algo, task):
+    """The off-policy family on RLlib's evaluation runner: no exploration noise, no sampled
+    actions, no ε (explore=False), so two evaluations of the same weights are the same."""
+    import harl_rllib
+
+    config = (
+        getattr(harl_rllib, f"{algo}Config")()
+        .environment("harl_toy", env_config={"task": task})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
+        .training(warmup_steps=20, train_interval=5, train_batch_size_per_learner=16)
+        .evaluation(evaluation_interval=2, evaluation_duration=4)
+        .debugging(seed=0)
+    )
+    algo_ = config.build_algo()
+    try:
+        results = [algo_.train() for _ in range(2)]
+        assert "evaluation" in results[1]
+        first, second = (algo_.evaluate()["env_runners"]["team_episode_return_mean"] for _ in range(2))
+    finally:
+        algo_.stop()
+    assert math.isfinite(first) and first == second
