@@ -126,9 +126,10 @@ def test_happo_improves_on_halfcheetah_2x3(ray_session):
 def test_hatd3_improves_on_halfcheetah_2x3(ray_session):
     """MAMuJoCo HalfCheetah 2x3, 200-step episodes, 0.5 update per env step (batch 256). The
     warm-up and first episodes score about −70; after 20k env steps the team is far higher (seed 0,
-    2026-12-01: −68 → +82 at 20k, +118 at 30k). Before seeded runs repeated (RLlib's agent order followed the hash seed) and
-    before time limits bootstrapped, the outcome at 20k steps ranged from −36 to +41; the margin
-    stays for that reason. A broken critic target or actor step stays within about ±15 of the start."""
+    2026-12-01: −68 → +82 at 20k, +118 at 30k). Before seeded runs repeated (RLlib's agent order
+    followed the hash seed) and before time limits bootstrapped, the outcome at 20k steps ranged
+    from −36 to +41; the margin stays for that reason. A broken critic target or actor step stays
+    within about ±15 of the start."""
     config = (
         HATD3Config()
         .environment("harl_mamujoco", env_config={"task": "HalfCheetah-2x3", "max_episode_steps": 200})
