@@ -20,9 +20,8 @@ from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
 from harl_rllib.envs.contract import EPISODE_STATS_KEY
-from harl_rllib.run import last_checkpoint
+from harl_rllib.run import WIN, last_checkpoint
 
-WIN = "battle_won"
 # Inside a checkpoint written by `Algorithm.save_to_path` (train.py's `save_checkpoint`).
 CHECKPOINT_MARKER = "rllib_checkpoint.json"
 MODULES = Path("learner_group") / "learner" / "rl_module"

@@ -149,16 +149,15 @@ def test_evaluate_renders_an_mpe_episode(evaluated_run, tmp_path):
     assert size == (350, 350) and 2 <= stored <= 52 and duration == 52 * 100  # mpe2's 700x700, halved
 
 
-def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
-    """A SMAX checkpoint (1 short iteration) evaluated with a recording: one frame per step and
-    one after the reset, drawn by the env's batched vector env."""
+def _one_iteration_checkpoint(tmp_path: Path, env: str, env_config: dict, *, envs: int, batch: int) -> Path:
+    """HAPPO trained one short iteration on `env`, saved to tmp_path/checkpoint."""
     from harl_rllib import HAPPOConfig
 
     config = (
         HAPPOConfig()
-        .environment("harl_smax", env_config={"task": "3m", "max_steps": 12})
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=2)
-        .training(train_batch_size_per_learner=48, num_epochs=1, critic_epoch=1)
+        .environment(env, env_config=env_config)
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=envs)
+        .training(train_batch_size_per_learner=batch, num_epochs=1, critic_epoch=1)
         .debugging(seed=0)
     )
     algo = config.build_algo()
@@ -167,8 +166,15 @@ def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
         algo.save_to_path(str(tmp_path / "checkpoint"))
     finally:
         algo.stop()
+    return tmp_path / "checkpoint"
+
+
+def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
+    """A SMAX checkpoint (1 short iteration) evaluated with a recording: one frame per step and
+    one after the reset, drawn by the env's batched vector env."""
+    checkpoint = _one_iteration_checkpoint(tmp_path, "harl_smax", {"task": "3m", "max_steps": 12}, envs=2, batch=48)
     gif = tmp_path / "smax.gif"
-    result = evaluate(tmp_path / "checkpoint", episodes=1, render=gif)
+    result = evaluate(checkpoint, episodes=1, render=gif)
     (length,) = result["episode_lengths"]
     assert 1 <= length <= 13 and result["frames"] == length + 1  # 13: max_steps + 1, as observed of jaxmarl
     assert 0.0 <= result["win_rate"] <= 1.0 and len(result["win_rate_ci95"]) == 2
@@ -180,26 +186,13 @@ def test_evaluate_renders_a_mamujoco_episode(ray_session, tmp_path):
     """MAMuJoCo offscreen (EGL where libEGL is there; skipped, with the reason, where no GL
     backend works): a 10-step HalfCheetah episode gives 11 frames of the requested size."""
     pytest.importorskip("gymnasium_robotics")
-    from harl_rllib import HAPPOConfig
     from harl_rllib.envs.mamujoco import MuJoCoGLError
 
     env_config = {"task": "HalfCheetah-2x3", "max_episode_steps": 10, "width": 96, "height": 64}
-    config = (
-        HAPPOConfig()
-        .environment("harl_mamujoco", env_config=env_config)
-        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
-        .training(train_batch_size_per_learner=20, num_epochs=1, critic_epoch=1)
-        .debugging(seed=0)
-    )
-    algo = config.build_algo()
-    try:
-        algo.train()
-        algo.save_to_path(str(tmp_path / "checkpoint"))
-    finally:
-        algo.stop()
+    checkpoint = _one_iteration_checkpoint(tmp_path, "harl_mamujoco", env_config, envs=1, batch=20)
     gif = tmp_path / "cheetah.gif"
     try:
-        result = evaluate(tmp_path / "checkpoint", episodes=1, render=gif)
+        result = evaluate(checkpoint, episodes=1, render=gif)
     except MuJoCoGLError as e:
         pytest.skip(f"MuJoCo cannot render on this machine: {e}")
     assert result["episode_lengths"] == [10] and result["frames"] == 11
