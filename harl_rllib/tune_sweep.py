@@ -777,6 +777,7 @@ def _save_figure(fig: Figure, out: str) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     fs, path = pyarrow.fs.FileSystem.from_uri(out)
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)  # a no-op on object stores, needed on disks
     with fs.open_output_stream(path) as f:
         f.write(buffer.getvalue())
     return out

@@ -270,6 +270,12 @@ def test_plot_trial_curves(tmp_path):
     assert image.shape[:2] == (432, 1800)  # return, evaluation return, win rate
     assert has_color(image, "C0") and has_color(image, "C1")
 
+    # A sweep stored at a URI (s3://, gs://...) gets its figure through pyarrow, as Tune stores
+    # the rest: pyarrow's local filesystem behind a file:// URI takes the same branch.
+    uri = f"file://{tmp_path}/remote/sweep_curves.png"
+    assert plot_trial_curves([("lr=0.0001", a)], uri) == uri
+    assert imread_png(tmp_path / "remote" / "sweep_curves.png").shape[:2] == (432, 600)
+
 
 def test_pbt_exploits(ray_session, tmp_path):
     spec = toy(
