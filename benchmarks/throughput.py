@@ -8,6 +8,8 @@
 
     python benchmarks/throughput.py --n-agents 12        # MPE simple_spread with N = 12 agents
     python benchmarks/throughput.py --env smax --task 3m --envs-per-runner 16 --recurrent   # GRU actors
+    python benchmarks/throughput.py --num-gpus-per-learner 1 --sampling team   # the learner on a GPU
+    python benchmarks/throughput.py --num-learners 2 --sampling team           # two data-parallel learners
 
 Prints the raw random-action rate (joint env steps/s: of the bare mpe2 env for MPE,
 and of harl_rllib's adapter for every env; for SMAX also of one batched call over
@@ -102,6 +104,8 @@ def train_rate(
     sampling: str = "auto",
     n_agents: int | None = None,
     recurrent: bool = False,
+    num_learners: int = 0,
+    num_gpus_per_learner: float = 0,
 ) -> dict:
     import ray
     import torch
@@ -121,11 +125,17 @@ def train_rate(
     )
     if n_agents:
         config.env_config = {**config.env_config, "N": n_agents}
-        config.validate()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    config.learners(num_learners=num_learners, num_gpus_per_learner=num_gpus_per_learner)
+    if num_learners:
+        config.learners(num_cpus_per_learner=0 if num_gpus_per_learner else 1)
+    config.validate()
+    ray.init(address="local", num_cpus=max(2, num_learners + runners), include_dashboard=False, log_to_driver=False)
     harl_rllib.register()  # Tune's registry lives in the running Ray (a second run in this process)
     try:
         algo = config.build_algo()
+        found = algo.learner_group.foreach_learner(lambda learner: str(learner._device))
+        devices = [d.get() if hasattr(d, "get") else d for d in found]
+        print(f"learner devices: {devices}", flush=True)
         algo.train()  # warm-up (off-policy: the random-action warm-up steps, no update)
         steps0 = algo.metrics.peek(("env_runners", "num_env_steps_sampled_lifetime"))
         start = time.perf_counter()
@@ -145,6 +155,7 @@ def train_rate(
         "learn_s": learn_t / iters,
         "steps": steps,
         "sampling": r["sampling"],
+        "devices": devices,
     }
 
 
@@ -162,6 +173,8 @@ def main() -> None:
     p.add_argument("--sampling", default="both", help="both | auto | team | episodes")
     p.add_argument("--n-agents", type=int, default=None, help="MPE simple_spread's N (default 3)")
     p.add_argument("--recurrent", action="store_true", help="GRU actors and critic (use_recurrent_policy)")
+    p.add_argument("--num-learners", type=int, default=0, help="remote learners (0: one, in the driver)")
+    p.add_argument("--num-gpus-per-learner", type=float, default=0, help="1: every learner on a GPU")
     a = p.parse_args()
     raws = {}
     if a.env == "mpe":
@@ -186,6 +199,8 @@ def main() -> None:
             sampling=path,
             n_agents=a.n_agents,
             recurrent=a.recurrent,
+            num_learners=a.num_learners,
+            num_gpus_per_learner=a.num_gpus_per_learner,
         )
         for path in paths
     }
@@ -196,7 +211,8 @@ def main() -> None:
             f"{a.algo}{' (GRU)' if a.recurrent else ''} training, sampling {t['sampling']!r} "
             f"({a.num_env_runners} remote runners, "
             f"{a.envs_per_runner} envs each): {t['rate']:8.0f} env steps/s  ({t['steps']} steps in {a.iters} "
-            f"iterations; per iteration: sampling {t['sample_s']:.2f}s, learning {t['learn_s']:.2f}s)"
+            f"iterations; per iteration: sampling {t['sample_s']:.2f}s, learning {t['learn_s']:.2f}s; "
+            f"learners on {', '.join(t['devices'])})"
         )
         print(f"  ratio training / raw ({next(iter(raws))}): {t['rate'] / raw:.3f}")
         if a.env == "mpe" and a.task == "simple_spread_v3" and not a.n_agents:

@@ -6,6 +6,7 @@ through the code under test."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gymnasium as gym
@@ -27,18 +28,20 @@ GAMMA = 0.9
 # ---- replay and n-step returns -------------------------------------------------------
 
 
-def _rows(ep: int, t0: int, T: int, terminal: bool = False) -> dict:
+def _rows(ep: int, t0: int, T: int, terminal: bool = False, fp: bool = False) -> dict:
     """T rows of episode `ep` from step t0; every value encodes (ep, t) so that a sampled
-    row can be traced back. Reward of (ep, t) = ep + t / 10."""
+    row can be traced back. Reward of (ep, t) = ep + t / 10; FP: two agents' rewards, the
+    second agent's twice the first's."""
     t = np.arange(t0, t0 + T)
     code = (ep * 100 + t).astype(np.float32)
     term = np.zeros(T, np.float32)
     term[-1] = float(terminal)
+    reward = (ep + t / 10).astype(np.float32)
     return {
         "a": {Columns.OBS: code[:, None], NEXT_OBS: code[:, None] + 0.5},
         "state": code[:, None],
         NEXT_STATE: code[:, None] + 0.5,
-        REWARD: (ep + t / 10).astype(np.float32),
+        REWARD: np.stack([reward, 2 * reward], axis=1) if fp else reward,
         TERMINATED: term,
     }
 
@@ -57,23 +60,25 @@ def _naive_nstep(episodes: dict, ep: int, t: int, n: int) -> tuple[float, float,
     return ret, GAMMA**k, ep * 100 + last + 0.5, terminated
 
 
+@pytest.mark.parametrize("fp", [False, True])
 @pytest.mark.parametrize("n_step", [1, 3, 20])
-def test_nstep_returns_match_a_naive_walk(n_step):
+def test_nstep_returns_match_a_naive_walk(n_step, fp):
+    """EP: one team reward per row; FP: each agent's own (HARL's OffPolicyBufferFP), summed alike."""
     buf = TeamReplayBuffer(capacity=1000, n_step=n_step, gamma=GAMMA, seed=0)
     # Episode 1: 4 + 3 steps over two sample() calls, terminated. Episode 2: 5 steps,
     # truncated (done, not terminated). Episode 3: 2 + 4 steps, still running.
-    buf.add(_rows(1, 0, 4), "e1", done=False)
-    buf.add(_rows(3, 0, 2), "e3", done=False)
-    buf.add(_rows(2, 0, 5), "e2", done=True)
-    buf.add(_rows(1, 4, 3, terminal=True), "e1", done=True)
-    buf.add(_rows(3, 2, 4), "e3", done=False)
+    buf.add(_rows(1, 0, 4, fp=fp), "e1", done=False)
+    buf.add(_rows(3, 0, 2, fp=fp), "e3", done=False)
+    buf.add(_rows(2, 0, 5, fp=fp), "e2", done=True)
+    buf.add(_rows(1, 4, 3, terminal=True, fp=fp), "e1", done=True)
+    buf.add(_rows(3, 2, 4, fp=fp), "e3", done=False)
     episodes = {1: (7, "term"), 2: (5, "trunc"), 3: (6, "running")}
     batch = buf.sample(len(buf))
     assert len(batch[REWARD]) == 18
     for i, code in enumerate(batch["state"][:, 0]):
         ep, t = divmod(int(code), 100)
         ret, discount, nxt, term = _naive_nstep(episodes, ep, t, n_step)
-        assert batch[REWARD][i] == pytest.approx(ret, rel=1e-5)
+        assert batch[REWARD][i] == pytest.approx([ret, 2 * ret] if fp else ret, rel=1e-5)
         assert batch[DISCOUNT][i] == pytest.approx(discount, rel=1e-6)
         assert batch[NEXT_STATE][i, 0] == pytest.approx(nxt)
         assert batch["a"][NEXT_OBS][i, 0] == pytest.approx(nxt)
@@ -137,15 +142,14 @@ def test_td3_target_is_clipped_smoothed_twin_min_and_stops_only_at_termination()
     learner = _learner(HATD3Config, gamma=GAMMA)
     batch = _batch(learner)
     critic = learner.module[CRITIC_MODULE_ID].unwrapped()
-    torch.manual_seed(123)
+    replay = torch.Generator().set_state(learner._generator.get_state())
     got = learner.td_targets(batch)
 
-    # Independently: the same noise draws (seeded, in team order), clipped at ±0.5.
-    torch.manual_seed(123)
+    # Independently: the same noise draws (the learner's generator, in team order), clipped at ±0.5.
     joint = []
     for a in learner.agents:
         mu = learner.module[a].unwrapped().target_pi(batch[a][NEXT_OBS])
-        noise = torch.randn(mu.shape) * 0.2
+        noise = torch.randn(mu.shape, generator=replay) * 0.2
         noise = torch.maximum(torch.minimum(noise, torch.tensor(0.5)), torch.tensor(-0.5))
         joint.append(torch.maximum(torch.minimum(mu + noise, torch.tensor(1.0)), torch.tensor(-1.0)))
     x = torch.cat([batch[NEXT_STATE], *joint], dim=-1)
@@ -163,11 +167,11 @@ def test_td3_smoothing_noise_is_clipped():
 
     torch.manual_seed(0)
     zeros = torch.zeros(100_000, 1)
-    out = smoothed_target_actions(zeros, policy_noise=0.2, noise_clip=0.5)
+    out = smoothed_target_actions(zeros, policy_noise=0.2, noise_clip=0.5, unit_noise=torch.randn_like(zeros))
     assert float(out.abs().max()) == pytest.approx(0.5)
     assert float(out.std()) == pytest.approx(0.2, abs=0.01)  # barely clipped at 2.5 σ
-    edge = smoothed_target_actions(torch.full((1000, 1), 0.9), 0.2, 0.5)
-    assert float(edge.max()) == 1.0  # clipped into the action box
+    edge = torch.full((1000, 1), 0.9)
+    assert float(smoothed_target_actions(edge, 0.2, 0.5, torch.randn_like(edge)).max()) == 1.0  # into the box
 
 
 def test_ddpg_target_uses_the_single_target_q_and_target_actors():
@@ -179,6 +183,52 @@ def test_ddpg_target_uses_the_single_target_q_and_target_actors():
     q = critic.target_qs[0](torch.cat([batch[NEXT_STATE], *joint], -1)).squeeze(-1)
     expected = batch[REWARD] + GAMMA * (1 - batch[TERMINATED]) * q
     torch.testing.assert_close(learner.td_targets(batch), expected.detach())
+
+
+def test_fp_critic_learns_each_agents_state_and_reward_with_the_joint_action():
+    """FP (HARL's OffPolicyBufferFP): the TD targets are one per (agent stream, row), agent-major:
+    agent j's own next state with the joint target action, its own reward; the actor's Q is the
+    mean over the agents' streams (HARL's mean over its tiled rows). Checked on MAMuJoCo's FP
+    states against a loop over agents."""
+    config = (
+        HADDPGConfig()
+        .environment("harl_mamujoco", env_config={"task": "HalfCheetah-2x3", "state_type": "FP"})
+        .debugging(seed=0)
+        .training(state_type="FP", warmup_steps=0, train_batch_size_per_learner=8, gamma=GAMMA, policy_freq=1)
+    )
+    learner = config.build_learner()
+    n, B = len(learner.agents), 8
+    assert learner.num_streams == n == 2
+    S = config.get_team_spec().state_space.shape[0]
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        a: {
+            Columns.OBS: torch.randn(B, *config.get_team_spec().observation_spaces[a].shape, generator=g),
+            NEXT_OBS: torch.randn(B, *config.get_team_spec().observation_spaces[a].shape, generator=g),
+            Columns.ACTIONS: torch.rand(B, 3, generator=g) * 2 - 1,
+            ALIVE: torch.ones(B),
+        }
+        for a in learner.agents
+    }
+    batch[STATE], batch[NEXT_STATE] = torch.randn(B, n, S, generator=g), torch.randn(B, n, S, generator=g)
+    batch[REWARD] = torch.randn(B, n, generator=g)
+    batch[TERMINATED] = (torch.arange(B) % 3 == 0).float()
+    batch[DISCOUNT] = torch.full((B,), GAMMA)
+    critic = learner.module[CRITIC_MODULE_ID].unwrapped()
+    got = learner.td_targets(batch)
+    assert got.shape == (n * B,)
+    nxt = torch.cat([learner.module[a].unwrapped().target_pi(batch[a][NEXT_OBS]) for a in learner.agents], -1)
+    for j in range(n):
+        q = critic.denormalize(critic.target_qs[0](torch.cat([batch[NEXT_STATE][:, j], nxt], -1)).squeeze(-1))
+        expected = batch[REWARD][:, j] + GAMMA * (1 - batch[TERMINATED]) * q
+        torch.testing.assert_close(got[j * B : (j + 1) * B], expected.detach())
+    # The critic step and the actors' steps run on these shapes and move every network.
+    before = {m: copy.deepcopy(learner.module[m].unwrapped().state_dict()) for m in learner.module.keys()}
+    learner.update_once(batch, list(learner.agents))
+    for m, state in before.items():
+        after = learner.module[m].unwrapped().state_dict()
+        assert all(torch.isfinite(v).all() for v in after.values())
+        assert any(not torch.equal(v, after[k]) for k, v in state.items()), m
 
 
 def _actor_outputs(learner, batch) -> dict[str, torch.Tensor]:
@@ -285,6 +335,16 @@ def test_categorical_soft_actor_logp_and_masks():
     explore = actor.forward_exploration({Columns.OBS: obs}, t=10**9)[Columns.ACTIONS]
     assert set(explore.tolist()) <= {0, 2, 4}
     torch.testing.assert_close(encode_actions(idx, gym.spaces.Discrete(5)), onehot.detach())
+    # Straight-through Gumbel-softmax: forward the one-hot argmax of logits + g, backward the
+    # gradient of softmax(logits + g) (what torch's F.gumbel_softmax(hard=True) computes).
+    g = -torch.empty(256, 5).exponential_(generator=torch.Generator().manual_seed(3)).log()
+    onehot, _ = actor.sample_with_logp(obs, noise=lambda like, kind: g)
+    (logits,) = actor._head(obs)
+    assert torch.equal(onehot.detach(), torch.nn.functional.one_hot((logits + g).argmax(-1), 5).float())
+    weights = torch.randn(256, 5)
+    (grad,) = torch.autograd.grad((onehot * weights).sum(), actor.logits_layer.weight)
+    (expected,) = torch.autograd.grad((torch.softmax(logits + g, -1) * weights).sum(), actor.logits_layer.weight)
+    torch.testing.assert_close(grad, expected)
 
 
 def test_discrete_target_entropy_is_positive():
@@ -299,12 +359,14 @@ def test_hasac_soft_target_and_actor_loss():
     learner = _learner(HASACConfig, gamma=GAMMA, use_valuenorm=False, alpha=0.3)
     batch = _batch(learner)
     critic = learner.module[CRITIC_MODULE_ID].unwrapped()
-    torch.manual_seed(5)
+    # The learner draws its noise from its own generator (one stream for every learner's rows):
+    # replay that stream here, agent after agent.
+    replay = torch.Generator().set_state(learner._generator.get_state())
     got = learner.td_targets(batch)
-    torch.manual_seed(5)
     joint, logps = [], []
     for a in learner.agents:
-        act, logp = learner.module[a].unwrapped().sample_with_logp(batch[a][NEXT_OBS])
+        noise = lambda like, kind: torch.randn(like.shape, generator=replay)  # noqa: E731
+        act, logp = learner.module[a].unwrapped().sample_with_logp(batch[a][NEXT_OBS], noise=noise)
         joint.append(act)
         logps.append(logp)
     x = torch.cat([batch[NEXT_STATE], *joint], -1)

@@ -165,10 +165,17 @@ def test_bad_input_raises_before_ray_starts():
         build_config(algo="hatd3", env="mpe", task="simple_spread_v3")  # discrete MPE
     with pytest.raises(ValueError, match="tau"):
         build_config(algo="hatd3", env="mpe", task="simple_spread_v3", continuous_actions=True, overrides={"tau": 2})
-    with pytest.raises(ValueError, match="one learner"):
-        build_config(algo="hasac", env="mpe", task="simple_spread_v3", continuous_actions=True, num_learners=2)
-    with pytest.raises(ValueError, match="EP"):
-        build_config(algo="hasac", env="mamujoco", task="HalfCheetah-2x3", overrides={"state_type": "FP"})
+    with pytest.raises(ValueError, match="HAD3QN supports state_type='EP' only"):
+        build_config(algo="had3qn", env="smax", task="3m", overrides={"state_type": "FP", "use_valuenorm": False})
+    # Several learners and FP states are HATD3's and HASAC's as HARL's (tests/test_multi_learner.py).
+    assert (
+        build_config(
+            algo="hasac", env="mpe", task="simple_spread_v3", continuous_actions=True, num_learners=2
+        ).num_learners
+        == 2
+    )
+    fp = build_config(algo="hatd3", env="mamujoco", task="HalfCheetah-2x3", overrides={"state_type": "FP"})
+    assert fp.state_type == "FP"
     assert ray.is_initialized() == was_running
     bad = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), "--algo", "hatd3", "--env", "mpe"], capture_output=True, text=True

@@ -59,11 +59,9 @@ def continues_an_episode(samples: list) -> bool:
 
 
 def missing_critic_states(learner) -> int:
-    """Continuations batched without their critic state, on either sampling path."""
-    return (
-        learner._recurrent_batcher.missing_critic_states
-        + learner._learner_connector.connectors[-1].recurrent.missing_critic_states
-    )
+    """Continuations batched without their critic state (one batcher serves both sampling paths)."""
+    assert learner._learner_connector.connectors[-1].recurrent is learner._recurrent_batcher
+    return learner._recurrent_batcher.missing_critic_states
 
 
 def test_gru_stack_is_a_multilayer_gru():
@@ -377,8 +375,10 @@ def test_every_algorithm_trains_recurrent(ray_session, cls):
 
 
 def test_recurrent_config_checks():
-    with pytest.raises(ValueError, match="one learner"):
-        recall_config().learners(num_learners=2).validate()
+    # Each learner trains whole env streams: no more learners than envs.
+    with pytest.raises(ValueError, match="needs at least as many envs"):
+        recall_config(envs=4).learners(num_learners=5).validate()
+    recall_config(envs=4).learners(num_learners=4).validate()
     with pytest.raises(ValueError, match="data_chunk_length"):
         recall_config(chunk=0).validate()
     with pytest.raises(ValueError, match="episode_lookback_horizon"):

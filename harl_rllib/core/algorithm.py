@@ -134,9 +134,9 @@ class HAAlgorithm(Algorithm):
             self.metrics.log_time((TIMERS, LEARN_S), reduce="mean", window=1),
         ):
             data = {"episodes": episodes}
-            if episodes and isinstance(episodes[0], TeamRollout) and len(self.learner_group) > 1:
-                # RLlib shards episodes by cutting them; team rollouts split by env, one shard each.
-                data = {"training_data": TrainingData(batches=shard_rollouts(episodes, len(self.learner_group)))}
+            shards = self.shard_samples(episodes, len(self.learner_group)) if len(self.learner_group) > 1 else None
+            if shards is not None:
+                data = {"training_data": TrainingData(batches=shards)}
             learner_results = self.learner_group.update(
                 **data,
                 timesteps={
@@ -150,6 +150,35 @@ class HAAlgorithm(Algorithm):
                 **kwargs,
             )
             self.metrics.aggregate(learner_results, key=LEARNER_RESULTS)
+
+    def shard_samples(self, samples: list, num_shards: int) -> list[list] | None:
+        """Each learner's part of the iteration's samples (None: RLlib's episode sharding).
+
+        Team rollouts: whole env streams where there are enough for every learner (a learner's
+        GAE is then the unsplit one), else a split in time. RLlib's episodes: RLlib's balanced
+        sharding, which cuts episodes (a cut bootstraps there), except for recurrent policies:
+        whole episodes, every chunk of one on one learner, so that the critic runs every
+        fragment of an episode on the learner that ran its predecessor in this update
+        (validation: no more learners than envs)."""
+        if not samples:
+            return None
+        if isinstance(samples[0], TeamRollout):
+            return shard_rollouts(samples, num_shards)
+        if not self.config.use_recurrent_policy:
+            return None
+        by_episode: dict = {}
+        for episode in samples:
+            if len(episode):
+                by_episode.setdefault(episode.id_, []).append(episode)
+        if len(by_episode) < num_shards:
+            return None  # RLlib's cuts; a continuation without its critic state is counted
+        shards: list[list] = [[] for _ in range(num_shards)]
+        steps = [0] * num_shards
+        for chunks in sorted(by_episode.values(), key=lambda c: -sum(len(e) for e in c)):
+            k = int(np.argmin(steps))  # the longest episodes first, each to the lightest shard
+            shards[k].extend(chunks)
+            steps[k] += sum(len(e) for e in chunks)
+        return shards
 
     def sync_actor_weights(self) -> None:
         """The actors' new weights to every env runner (inference-only: no critic, no targets)."""

@@ -136,6 +136,10 @@ class TeamConfig(AlgorithmConfig):
         """Env steps one `train()` call samples (after any warm-up)."""
         return int(self.total_train_batch_size)
 
+    def num_envs_total(self) -> int:
+        """Training envs over all env runners (the local one samples when there are none)."""
+        return int(self.num_envs_per_env_runner) * max(1, int(self.num_env_runners or 0))
+
     def _set_provided(self, **values: Any) -> None:
         """Set every field whose value was given (builder methods' NotProvided convention)."""
         for name, value in values.items():
@@ -513,11 +517,14 @@ class HAConfig(TeamConfig):
             self._positive(name, integer=True)
         if self.recurrent_hidden_size is not None:
             self._positive("recurrent_hidden_size", integer=True)
-        if self.use_recurrent_policy and (self.num_learners or 0) > 1:
-            # The critic's GRU state is carried from one fragment of an episode to the next in
-            # the learner's team batch builder; with several learners the fragments of one
-            # episode can land on different learners.
-            self._value_error("use_recurrent_policy runs on one learner (num_learners 0 or 1) for now.")
+        if self.use_recurrent_policy and (self.num_learners or 0) > self.num_envs_total():
+            # Each learner trains whole env streams (HAAlgorithm.shard_samples): a stream cut in
+            # time would need its critic state from another learner within the same update.
+            self._value_error(
+                f"use_recurrent_policy with num_learners={self.num_learners} needs at least as many envs in all "
+                f"(num_env_runners × num_envs_per_env_runner = {self.num_envs_total()}), so that each learner "
+                "trains whole env streams."
+            )
         if self.use_recurrent_policy and self.episode_lookback_horizon < 1:
             # A fragment's first state is the previous fragment's last STATE_OUT, kept in the lookback.
             self._value_error("use_recurrent_policy needs episode_lookback_horizon >= 1 (RLlib's default).")

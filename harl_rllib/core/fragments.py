@@ -25,11 +25,14 @@ so the factor M stays row-aligned.
   from the initial state and is counted in `missing_critic_states`. The critic's sequences
   are L rows of one state stream (EP: one per fragment; FP: one per agent), with their own
   `state_in` and `loss_mask`.
+  With several learners, every learner's kept states are gathered onto every learner after each
+  call (`gather`), so the next fragment of an episode finds its state on whichever learner it
+  lands, and the first learner's checkpoint (RLlib saves that one) holds them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +128,16 @@ class RecurrentBatcher:
         # (episode, env step) → the critic's GRU state before that step, (k, layers, H).
         self._critic_carry: dict[tuple[Hashable, int], np.ndarray] = {}
         self.missing_critic_states = 0
+        # Set by a learner among several: this learner's kept states → every learner's.
+        self.gather: Callable[[dict], list[dict]] | None = None
+
+    # The kept states are part of the learner's checkpoint: a restored learner continues the
+    # episodes its env runners kept from the states it had, not from zeros.
+    def get_state(self) -> dict[str, Any]:
+        return {"carry": [(ep, t, state) for (ep, t), state in self._critic_carry.items()]}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._critic_carry = {(ep, int(t)): np.asarray(h, np.float32) for ep, t, h in state["carry"]}
 
     def critic_runs(self, critic, fragments: list[Fragment]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Run the critic's GRU over every fragment in episode order.
@@ -179,6 +192,8 @@ class RecurrentBatcher:
         # starts it used (so that the same fragments can be batched again).
         ends = {(f.episode, f.t0 + f.T) for f in fragments if not f.done}
         self._critic_carry = {key: carry[key] for key in carry if key in ends or key in used}
+        if self.gather is not None:
+            self._critic_carry = {k: v for kept in self.gather(self._critic_carry) for k, v in kept.items()}
         return results
 
     def __call__(self, critic, fragments: list[Fragment], metrics=None) -> dict:

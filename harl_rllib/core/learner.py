@@ -46,11 +46,13 @@ from harl_rllib.core.advantages import standardize_masked
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE, VALUES
 from harl_rllib.core.fragments import ADVANTAGES, ALIVE, LOSS_MASK, STATE_IN, VALUE_TARGETS, RecurrentBatcher
 from harl_rllib.core.losses import masked_mean, value_loss
+from harl_rllib.core.team_batch import TeamBatchBuilder
 from harl_rllib.sampling.rollout import TeamRollout, rollout_fragments, rollout_team_batch
 
 FACTOR_MEAN = "factor_mean"
 NONFINITE_SKIPPED = "num_nonfinite_updates_skipped"
 MINIBATCH_RNG = "harl_minibatch_rng"
+CRITIC_CARRY = "harl_critic_carry"
 UPDATE_POSITION = "update_position"
 
 
@@ -98,7 +100,13 @@ class TeamTorchLearner(TorchLearner):
 
     def build(self) -> None:
         super().build()
-        self._generator = torch.Generator().manual_seed(int(self.config.seed or 0))
+        # Streams every learner must draw alike (minibatches, the off-policy noise and replay
+        # RNG) start from one seed: the config's, or, unseeded, one drawn by the first learner.
+        seed = self.config.seed
+        if seed is None:
+            seed = self.all_gather_object(int(np.random.SeedSequence().entropy % 2**63))[0]
+        self.seed = int(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
         self._step_metrics: dict[tuple[str, str], list[float]] = {}
 
     # ---- data-parallel learners (num_learners >= 2) -------------------------------------
@@ -112,12 +120,26 @@ class TeamTorchLearner(TorchLearner):
         dist = torch.distributed
         return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
+    @property
+    def rank(self) -> int:
+        dist = torch.distributed
+        return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
     def all_sum(self, t: torch.Tensor) -> torch.Tensor:
-        """Sum over learners (identity with one learner)."""
+        """Sum over learners (identity with one learner). On the learner's device: NCCL, the
+        backend on GPUs, reduces CUDA tensors only."""
         if self.world_size > 1:
-            t = t.detach().clone()
+            t = t.detach().to(self._device, copy=True)
             torch.distributed.all_reduce(t)
         return t
+
+    def all_gather_object(self, obj: Any) -> list[Any]:
+        """Every learner's `obj`, in rank order ([obj] with one learner)."""
+        if self.world_size == 1:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(out, obj)
+        return out
 
     # The minibatch RNG is part of the learner's checkpoint state (exact resume).
     def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
@@ -239,19 +261,34 @@ class HATorchLearner(TeamTorchLearner):
         self.last_factors: dict[str, torch.Tensor] = {}
         self.last_order: list[str] = []
         self.last_advantages: dict[str, torch.Tensor] = {}
-        # Team rollouts of recurrent actors are batched by episode piece (core/fragments.py),
-        # with the critic's GRU states carried from one rollout to the next.
-        self._recurrent_batcher = (
-            RecurrentBatcher(
+        # Recurrent actors are batched by episode piece (core/fragments.py), with the critic's GRU
+        # states carried from one iteration to the next: one batcher per learner, for team
+        # rollouts and RLlib's episodes (the team batch builder's) alike; its carried states are
+        # gathered over learners and are part of the checkpoint (CRITIC_CARRY).
+        self._recurrent_batcher = None
+        if self.seq_len:
+            self._recurrent_batcher = RecurrentBatcher(
                 agents=self.config.get_team_spec().agents,
                 gamma=self.config.gamma,
                 lambda_=self.config.lambda_,
                 chunk_length=self.seq_len,
                 device=self._device,
             )
-            if self.seq_len
-            else None
-        )
+            self._recurrent_batcher.gather = self.all_gather_object
+            for connector in self._learner_connector.connectors if self._learner_connector else []:
+                if isinstance(connector, TeamBatchBuilder):
+                    connector.recurrent = self._recurrent_batcher
+
+    def get_state(self, components=None, *, not_components=None, **kwargs) -> dict:
+        state = super().get_state(components, not_components=not_components, **kwargs)
+        if self._recurrent_batcher is not None and self._check_component(CRITIC_CARRY, components, not_components):
+            state[CRITIC_CARRY] = self._recurrent_batcher.get_state()
+        return state
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        if self._recurrent_batcher is not None and CRITIC_CARRY in state:
+            self._recurrent_batcher.set_state(state[CRITIC_CARRY])
 
     def snapshot(self) -> dict[str, Any]:
         """The last update as numpy (order, advantages, factors, weights): for tests and
@@ -441,7 +478,7 @@ class HATorchLearner(TeamTorchLearner):
         """The same minibatch count on every learner: the smallest shard's."""
         if self.world_size == 1 or minibatch_size is None:
             return None
-        count = torch.tensor(n // minibatch_size if minibatch_size < n else 1)
+        count = torch.tensor(n // minibatch_size if minibatch_size < n else 1, device=self._device)
         torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MIN)
         return int(count)
 

@@ -14,7 +14,12 @@ from harl_rllib.core.algorithm import HAAlgorithm
 
 
 class HAOffPolicyAlgorithm(HAAlgorithm):
-    """Base of HADDPG / HATD3 / HASAC / MADDPG / MATD3."""
+    """Base of HADDPG / HATD3 / HASAC / HAD3QN / MADDPG / MATD3."""
+
+    def shard_samples(self, samples: list, num_shards: int) -> list[list] | None:
+        """Every learner gets every sample: the replay buffer is replicated over learners
+        (why: core/off_policy_learner.py)."""
+        return [list(samples) for _ in range(num_shards)] if samples else None
 
     def training_step(self) -> None:
         cfg = self.config

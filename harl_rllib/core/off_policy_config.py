@@ -176,9 +176,6 @@ class HAOffPolicyConfig(TeamConfig):
     actor_module_class = DeterministicActorTorchRLModule
     rollout_next_obs = True
 
-    def num_envs_total(self) -> int:
-        return int(self.num_envs_per_env_runner) * max(1, int(self.num_env_runners or 0))
-
     def env_steps_per_iteration(self) -> int:
         return int(self.train_interval) * self.num_envs_total()
 
@@ -234,16 +231,11 @@ class HAOffPolicyConfig(TeamConfig):
                 self._value_error(f"`{name}` must be a number >= 0; got {v!r}")
         if self.auto_alpha:
             self._positive("alpha_lr")
-        if self.state_type != "EP":
-            self._value_error("The off-policy family supports state_type='EP' only for now.")
         if not self.normalize_actions:
             self._value_error(
                 "The off-policy actors act in [-1, 1] and rely on RLlib's normalize_actions=True to reach the "
                 "env's bounds; do not turn it off."
             )
-        if (self.num_learners or 0) > 1:
-            # Each learner would keep its own buffer shard; the updates are not reduced yet.
-            self._value_error("The off-policy family runs on one learner (num_learners 0 or 1) for now.")
         super()._validate_ha_settings()
         team = self.get_team_spec()
         if self.actor_module_class is DeterministicActorTorchRLModule:

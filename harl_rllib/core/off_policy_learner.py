@@ -21,6 +21,18 @@ actions from the replay buffer and nothing is substituted, as the reference's
 Subclasses implement `actor_actions` (what agent i plays in the actor update, with
 log π for HASAC), `next_actions` (the target policy for TD targets) and the
 critic/actor losses' temperature terms.
+
+Several learners (data-parallel): the replay buffer is replicated, not sharded. Every learner
+stores every transition (HAOffPolicyAlgorithm.shard_samples hands each the whole iteration),
+so every buffer and its sampling RNG stay identical; each update draws one global batch of
+`train_batch_size_per_learner` × learners rows, of which learner k trains on the k-th slice,
+with the noise of those rows (`row_noise`: one stream drawn for the global batch), and the
+gradients, the ValueNorm statistics and HASAC's temperatures are reduced over learners. So
+two learners with batch B take the step one learner takes with batch 2B, up to float
+summation order, and RLlib's checkpoint of the first learner holds the whole buffer. The
+price: every learner holds the whole buffer in memory (it is off-policy data: a few GB at
+HARL's 1M transitions on image-free tasks), against a sharded buffer whose per-learner
+samples would not match one learner's and whose shards RLlib's checkpoint would not save.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import tree
 from ray.rllib.core.columns import Columns
 from ray.rllib.utils.metrics import (
     ALL_MODULES,
@@ -68,7 +81,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         cfg = self.config
         self.agents = list(cfg.get_team_spec().agents)
         self.action_spaces = cfg.get_team_spec().action_spaces
-        self.buffer = TeamReplayBuffer(cfg.buffer_size, cfg.n_step, cfg.gamma, seed=cfg.seed)
+        self.buffer = TeamReplayBuffer(cfg.buffer_size, cfg.n_step, cfg.gamma, seed=self.seed)
         self.total_it = 0
         # Introspection for tests: the joint action each agent's actor loss handed the critic.
         self.last_joint_actions: dict[str, torch.Tensor] = {}
@@ -124,7 +137,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
             self.add_rollouts(samples)
         else:
             self.add_episodes(samples)
-        if len(self.buffer) < self.config.train_batch_size_per_learner:
+        if len(self.buffer) < self.config.train_batch_size_per_learner * self.world_size:
             num_updates = 0  # e.g. right after restoring a checkpoint: the buffer refills first
         for u in range(num_updates):
             order = list(agent_orders[u]) if agent_orders else list(self.agents)
@@ -145,7 +158,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         """Store team rollouts' transitions, episode piece by episode piece."""
         running = set()
         for rollout in rollouts:
-            for rows, episode_id, done in rollout_transitions(rollout):
+            for rows, episode_id, done in rollout_transitions(rollout, self.config.state_type):
                 self.buffer.add(rows, episode_id, done)
                 if not done:
                     running.add(episode_id)
@@ -154,15 +167,30 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
     def add_episodes(self, episodes: Sequence[Any]) -> None:
         has_state = self.config.get_team_spec().has_state
         for ep in episodes:
-            rows = episode_transitions(ep, self.agents, has_state)
+            rows = episode_transitions(ep, self.agents, has_state, self.config.state_type)
             if rows is not None:
                 self.buffer.add(rows, ep.id_, ep.is_done)
         self.buffer.forget({ep.id_ for ep in episodes if not ep.is_done})
 
     def sample_batch(self) -> dict[str, Any]:
-        """A replay batch as tensors on the learner's device."""
-        np_batch = self.buffer.sample(self.config.train_batch_size_per_learner)
+        """This learner's slice of the global replay batch (module doc), as tensors on its device."""
+        n = self.config.train_batch_size_per_learner
+        np_batch = self.buffer.sample(n * self.world_size)
+        if self.world_size > 1:
+            np_batch = tree.map_structure(lambda x: x[self.rank * n : (self.rank + 1) * n], np_batch)
         return _to_tensors(np_batch, self._device)
+
+    def row_noise(self, like: torch.Tensor, kind: str = "normal") -> torch.Tensor:
+        """Noise shaped like `like` (rows first) for this learner's rows: drawn for the global
+        batch from the learner's checkpointed generator (the same stream on every learner), and
+        sliced as `sample_batch` slices the rows. "normal": N(0, 1); "gumbel": Gumbel(0, 1)."""
+        n = like.shape[0]
+        shape = (n * self.world_size, *like.shape[1:])
+        if kind == "normal":
+            noise = torch.randn(shape, generator=self._generator)
+        else:
+            noise = -torch.empty(shape).exponential_(generator=self._generator).log()
+        return noise[self.rank * n : (self.rank + 1) * n].to(device=like.device, dtype=like.dtype)
 
     def update_once(self, batch: dict[str, Any], order: Sequence[str]) -> None:
         self.total_it += 1
@@ -185,26 +213,45 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         from the target Q (None: no entropy term)."""
         raise NotImplementedError
 
+    # ---- state streams: EP one per transition, FP one per agent ------------------------
+    # FP (HARL's OffPolicyBufferFP and its runner): the critic sees every agent's own state
+    # with the same joint action, and learns each agent's own reward; its rows are the agents'
+    # rows one after the other (agent-major, as HARL concatenates them).
+
+    @property
+    def num_streams(self) -> int:
+        return len(self.agents) if self.config.state_type == "FP" else 1
+
+    def per_stream(self, x: torch.Tensor) -> torch.Tensor:
+        """FP: (B, n, ...) → (n·B, ...), agent-major. EP: as it is."""
+        return x if self.num_streams == 1 else x.transpose(0, 1).reshape(-1, *x.shape[2:])
+
+    def tiled(self, x: torch.Tensor) -> torch.Tensor:
+        """FP: (B, ...) → (n·B, ...), the same rows for every agent's stream. EP: as it is."""
+        return x if self.num_streams == 1 else x.repeat(self.num_streams, *[1] * (x.dim() - 1))
+
     def td_targets(self, batch: dict[str, Any]) -> torch.Tensor:
-        """r⁽ⁿ⁾ + γⁿ (1 − terminated) · (min over target Qs − entropy term), in return space."""
+        """r⁽ⁿ⁾ + γⁿ (1 − terminated) · (min over target Qs − entropy term), in return space,
+        one per row and state stream."""
         critic = self.module[CRITIC_MODULE_ID].unwrapped()
         with torch.no_grad():
             nxt, entropy_term = self.next_actions(batch)
-            qs = critic.q_values(batch[NEXT_STATE], self.joint(nxt), target=True)
+            qs = critic.q_values(self.per_stream(batch[NEXT_STATE]), self.tiled(self.joint(nxt)), target=True)
             next_q = critic.denormalize(torch.min(torch.stack(qs), dim=0).values)
             if entropy_term is not None:
-                next_q = next_q - entropy_term
-            return batch[REWARD] + batch[DISCOUNT] * (1.0 - batch[TERMINATED]) * next_q
+                next_q = next_q - self.tiled(entropy_term)
+            not_done = self.tiled(batch[DISCOUNT] * (1.0 - batch[TERMINATED]))
+            return self.per_stream(batch[REWARD]) + not_done * next_q
 
     def critic_step(self, batch: dict[str, Any]) -> None:
         critic = self.module[CRITIC_MODULE_ID].unwrapped()
         targets = self.td_targets(batch)
         if critic.value_norm is not None:
-            critic.value_norm.update(targets)
+            critic.value_norm.update(targets, self.all_sum if self.world_size > 1 else None)
             targets = critic.value_norm.normalize(targets)
-        taken = self.joint({a: batch[a][Columns.ACTIONS] for a in self.agents})
+        taken = self.tiled(self.joint({a: batch[a][Columns.ACTIONS] for a in self.agents}))
         loss = 0.0
-        for q in critic.q_values(batch[STATE], taken):
+        for q in critic.q_values(self.per_stream(batch[STATE]), taken):
             if self.config.use_huber_loss:
                 loss = loss + F.huber_loss(q, targets, delta=self.config.huber_delta)
             else:
@@ -220,7 +267,9 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         raise NotImplementedError
 
     def actor_loss(self, aid: str, q: torch.Tensor, logp: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
-        return -q.mean()
+        """−Q averaged over the agent's alive rows (HARL's `use_policy_active_masks`; without
+        it the mask is all ones)."""
+        return -(q * mask).sum() / mask.sum().clamp(min=1.0)
 
     def after_actor_step(self, aid: str, logp: torch.Tensor | None, mask: torch.Tensor) -> None:
         """Hook after agent `aid`'s step (HASAC tunes its temperature here)."""
@@ -242,9 +291,11 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
                 own, logp = self.actor_actions(aid, obs)
                 joint = self.joint({**actions, aid: own})
                 self.last_joint_actions[aid] = joint.detach().clone()
-                q = self.actor_q(critic, batch[STATE], joint)
+                # FP: the mean of the agents' state streams' Q (HARL's mean over the tiled rows).
+                q = self.actor_q(critic, self.per_stream(batch[STATE]), self.tiled(joint))
+                q = q.reshape(self.num_streams, -1).mean(0)
                 loss = self.actor_loss(aid, q, logp, mask)
-                norm = self.gradient_step(mid, loss)
+                norm = self.gradient_step(mid, loss, weight=mask.sum())
                 self.log_actor_metrics(mid, actor_loss=float(loss.detach()), actor_grad_norm=norm)
                 self.after_actor_step(aid, logp, mask)
                 if self.config.sequential_update:

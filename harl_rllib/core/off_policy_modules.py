@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -152,6 +153,13 @@ class DeterministicActorTorchRLModule(_OffPolicyActor):
         return TorchDeterministic
 
 
+def _torch_noise(like: torch.Tensor, kind: str) -> torch.Tensor:
+    """N(0, 1) or Gumbel(0, 1) noise shaped like `like`, from torch's global RNG."""
+    if kind == "normal":
+        return torch.randn_like(like)
+    return -torch.empty_like(like).exponential_().log()
+
+
 class SoftActorTorchRLModule(_OffPolicyActor):
     """HASAC actor. Box: squashed Gaussian, a = tanh(u), u ~ N(μ, σ), log σ ∈ [-20, 2], with
     the tanh change-of-variables term in log π (HARL's SquashedGaussianPolicy). Discrete:
@@ -180,15 +188,19 @@ class SoftActorTorchRLModule(_OffPolicyActor):
         log_std = self.log_std_layer(h).clamp(LOG_STD_MIN, LOG_STD_MAX)
         return self.mu_layer(h), log_std
 
-    def sample_with_logp(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def sample_with_logp(self, obs: Any, noise: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reparameterized actions and their log-probabilities (B,), for the losses.
-        Discrete actions come back one-hot (differentiable through the Gumbel relaxation)."""
+        Discrete actions come back one-hot (differentiable through the Gumbel relaxation).
+        `noise(like, kind)` ("normal" or "gumbel") gives the noise; default: torch's RNG."""
+        noise = noise or _torch_noise
         if self._discrete:
             (logits,) = self._head(obs)
-            onehot = F.gumbel_softmax(logits, hard=True)
+            # Straight-through Gumbel-softmax (τ = 1): the one-hot argmax forward, the softmax's gradient.
+            soft = torch.softmax(logits + noise(logits, "gumbel"), dim=-1)
+            onehot = F.one_hot(soft.argmax(-1), soft.shape[-1]).to(soft.dtype) - soft.detach() + soft
             return onehot, (onehot * F.log_softmax(logits, dim=-1)).sum(-1)
         mu, log_std = self._head(obs)
-        u = mu + torch.randn_like(mu) * log_std.exp()
+        u = mu + noise(mu, "normal") * log_std.exp()
         logp = torch.distributions.Normal(mu, log_std.exp()).log_prob(u).sum(-1)
         # log |d tanh(u)/du| = log(1 − tanh²u) = 2 (log 2 − u − softplus(−2u)), stably.
         logp = logp - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)

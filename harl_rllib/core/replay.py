@@ -3,9 +3,10 @@
 `episode_transitions` cuts a multi-agent episode chunk into row-aligned team
 transitions: every agent's obs, action, next obs and alive flag at the same env step,
 the global state before and after it (the env's, or all observations concatenated), the
-team reward (EP: the agents' mean, as the on-policy team batch), and `terminated`, kept
-apart from truncation: only a terminal step stops the bootstrap (HARL's
-`use_proper_time_limits`).
+team reward, and `terminated`, kept apart from truncation: only a terminal step stops the
+bootstrap (HARL's `use_proper_time_limits`). EP: one state and the agents' mean reward per
+row, as the on-policy team batch. FP (HARL's `OffPolicyBufferFP`): each agent's own state
+(n, S) and its own reward (n,) per row.
 
 `TeamReplayBuffer` is a ring buffer over those rows. Rows of one episode are linked
 (each row knows the next row of its episode, even across sample() calls), and n-step
@@ -39,7 +40,9 @@ DISCOUNT = "discount"  # γ^(steps summed) for the bootstrap of an n-step target
 NSTEP_LAST = "nstep_last"  # buffer index of the row an n-step target bootstraps from
 
 
-def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict[str, Any] | None:
+def episode_transitions(
+    episode, agents: Sequence[str], has_state: bool, state_type: str = "EP"
+) -> dict[str, Any] | None:
     """The chunk's T transitions as {agent: {obs, actions, next_obs, alive}, state,
     next_state, reward, terminated} (see module doc); None for an empty chunk."""
     if episode.env_steps() == 0:
@@ -56,19 +59,27 @@ def episode_transitions(episode, agents: Sequence[str], has_state: bool) -> dict
             ALIVE: alive,
         }
         rewards.append(np.asarray(sa.get_rewards(), np.float32))
-    states = team_states(steps, agents, T, "EP", has_state)[:, 0]
+    states = team_states(steps, agents, T, state_type, has_state)
+    if state_type == "EP":
+        states = states[:, 0]
     out["state"], out[NEXT_STATE] = states[:T], states[1:]
-    out[REWARD] = np.stack(rewards, axis=1).mean(axis=1)
+    out[REWARD] = team_reward(np.stack(rewards, axis=1), state_type)
     term = np.zeros(T, np.float32)
     term[-1] = float(team_terminated(episode))
     out[TERMINATED] = term
     return out
 
 
-def rollout_transitions(rollout) -> Iterator[tuple[dict[str, Any], int, bool]]:
+def team_reward(rewards: np.ndarray, state_type: str) -> np.ndarray:
+    """(..., n) agents' rewards → the stored reward: EP their mean, FP each agent's own."""
+    return rewards.mean(axis=-1) if state_type == "EP" else rewards
+
+
+def rollout_transitions(rollout, state_type: str = "EP") -> Iterator[tuple[dict[str, Any], int, bool]]:
     """A team rollout's transitions as `episode_transitions` gives them, one (rows, episode id,
     episode ended) per episode piece of each env (a Python loop over pieces, not steps)."""
-    reward = rollout.rewards.mean(axis=2)
+    reward = team_reward(rollout.rewards, state_type)
+    k = 0 if state_type == "EP" else slice(None)  # the rollout's states are (T, B, k, S)
     for b, s, e, done in rollout.pieces():
         rows: dict[str, Any] = {
             a: {
@@ -79,7 +90,7 @@ def rollout_transitions(rollout) -> Iterator[tuple[dict[str, Any], int, bool]]:
             }
             for a in rollout.agents
         }
-        rows["state"], rows[NEXT_STATE] = rollout.state[s:e, b, 0], rollout.next_state[s:e, b, 0]
+        rows["state"], rows[NEXT_STATE] = rollout.state[s:e, b, k], rollout.next_state[s:e, b, k]
         rows[REWARD] = reward[s:e, b]
         rows[TERMINATED] = rollout.terminated[s:e, b].astype(np.float32)
         yield rows, int(rollout.episode_id[s, b]), done
@@ -137,8 +148,8 @@ class TeamReplayBuffer:
 
     def nstep(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(n-step reward sum, index of the last row reached, γ^steps, terminated at that row)."""
-        rewards = self._data[REWARD]
-        ret = np.zeros(len(idx), np.float64)
+        rewards = self._data[REWARD]  # (size,) EP, (size, n) FP
+        ret = np.zeros((len(idx), *rewards.shape[1:]), np.float64)
         cur = idx.copy()
         running = np.ones(len(idx), bool)
         steps = np.zeros(len(idx), np.int64)
@@ -146,7 +157,7 @@ class TeamReplayBuffer:
             if k > 0:  # step on unless the row reached ended its episode or is its newest
                 running &= ~(self._ended[cur] | (self._next[cur] < 0))
                 cur = np.where(running, self._next[cur], cur)
-            ret += np.where(running, self.gamma**k * rewards[cur], 0.0)
+            ret += np.where(running.reshape(-1, *[1] * (rewards.ndim - 1)), self.gamma**k * rewards[cur], 0.0)
             steps += running
         return ret.astype(np.float32), cur, (self.gamma**steps).astype(np.float32), self._data[TERMINATED][cur]
 
@@ -185,6 +196,9 @@ class TeamReplayBuffer:
         }
 
     def set_state(self, state: dict[str, Any]) -> None:
+        # Copies: a state that came through Ray's object store (a remote learner's restore) is
+        # read-only, zero-copy memory.
+        state = tree.map_structure(lambda x: np.array(x) if isinstance(x, np.ndarray) else x, state)
         self._data, self._next, self._ended = state["data"], state["next"], state["ended"]
         self._owner, self._open, self._owners = state["owner"], dict(state["open"]), state["owners"]
         self._pos, self.size = state["pos"], state["size"]

@@ -107,25 +107,42 @@ class TeamRollout:
         )
 
 
+def env_streams(rollouts: Sequence[TeamRollout]) -> list[list[tuple[int, int]]]:
+    """The (rollout, env) pairs of one iteration grouped by env stream, in order: a pair whose
+    first step continues the episode another pair's last step left running (an env sampled by
+    several `sample()` calls) joins that pair's stream."""
+    streams: list[list[tuple[int, int]]] = []
+    running: dict[int, list[tuple[int, int]]] = {}
+    for i, r in enumerate(rollouts):
+        for b in range(r.shape[1]):
+            stream = running.pop(int(r.episode_id[0, b]), None) if r.env_t[0, b] > 0 else None
+            if stream is None:
+                stream = []
+                streams.append(stream)
+            stream.append((i, b))
+            if not (r.terminated[-1, b] or r.truncated[-1, b]):
+                running[int(r.episode_id[-1, b])] = stream
+    return streams
+
+
 def shard_rollouts(rollouts: Sequence[TeamRollout], num_shards: int) -> list[list[TeamRollout]]:
-    """Split rollouts over `num_shards` learners: by env where there are at least as many envs
-    as shards (whole env streams: each shard's GAE is the unsplit one), else each rollout by
-    time into `num_shards` pieces (a piece ending mid-episode bootstraps there, as RLlib's
-    episode sharding cuts episodes)."""
-    total = sum(r.shape[1] for r in rollouts)
+    """Split rollouts over `num_shards` learners: by env stream where there are at least as
+    many streams as shards (each shard's GAE is the unsplit one, and a recurrent critic runs
+    each stream on one learner), else each rollout by time into `num_shards` pieces (a piece
+    ending mid-episode bootstraps there, as RLlib's episode sharding cuts episodes)."""
+    streams = env_streams(rollouts)
     shards: list[list[TeamRollout]] = [[] for _ in range(num_shards)]
-    if total < num_shards:
+    if len(streams) < num_shards:
         for r in rollouts:
             bounds = np.linspace(0, r.shape[0], num_shards + 1).astype(int)
             for shard, start, stop in zip(shards, bounds[:-1], bounds[1:], strict=True):
                 if stop > start:
                     shard.append(r.steps(start, stop))
         return shards
-    envs = [(i, b) for i, r in enumerate(rollouts) for b in range(r.shape[1])]
-    for shard, part in zip(shards, np.array_split(np.arange(len(envs)), num_shards), strict=True):
-        for i in sorted({envs[j][0] for j in part}):
-            index = np.array([envs[j][1] for j in part if envs[j][0] == i])
-            shard.append(rollouts[i].envs(index))
+    for shard, part in zip(shards, np.array_split(np.arange(len(streams)), num_shards), strict=True):
+        pairs = [pair for j in part for pair in streams[j]]
+        for i in sorted({i for i, _ in pairs}):
+            shard.append(rollouts[i].envs(np.array([b for r, b in pairs if r == i])))
     return shards
 
 

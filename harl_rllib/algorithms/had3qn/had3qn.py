@@ -80,6 +80,9 @@ class HAD3QNConfig(HAOffPolicyConfig):
             self._value_error(f"`epsilon` must be in [0, 1]; got {self.epsilon!r}")
         if self.use_valuenorm:
             self._value_error("HAD3QN's critic has no value normalization (use_valuenorm=False).")
+        if self.state_type != "EP":
+            # Its actors regress onto one joint-action value per row: one state per row.
+            self._value_error("HAD3QN supports state_type='EP' only.")
         super()._validate_ha_settings()
         team = self.get_team_spec()
         for aid, space in team.action_spaces.items():

@@ -46,13 +46,18 @@ class HASACTorchLearner(HAOffPolicyTorchLearner):
         """Agent `key`'s temperature, or the critic's ("__team__")."""
         return self.log_alpha[key].detach().exp() if self.config.auto_alpha else self.config.alpha
 
+    def sample(self, aid: str, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Agent `aid`'s reparameterized action and log π, with this learner's rows' noise."""
+        module = self.module_of(aid)
+        return module.sample_with_logp(obs, noise=self.row_noise)
+
     def actor_actions(self, aid: str, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.module_of(aid).sample_with_logp(obs)
+        return self.sample(aid, obs)
 
     def next_actions(self, batch: dict[str, Any]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         actions, logps = {}, []
         for a in self.agents:
-            actions[a], logp = self.module_of(a).sample_with_logp(batch[a][NEXT_OBS])
+            actions[a], logp = self.sample(a, batch[a][NEXT_OBS])
             logps.append(logp)
         return actions, self.alpha("__team__") * torch.stack(logps).sum(0)
 
@@ -74,6 +79,8 @@ class HASACTorchLearner(HAOffPolicyTorchLearner):
         loss = -(self.log_alpha[key] * (logp + target)).mean()
         self.alpha_optim[key].zero_grad()
         loss.backward()
+        if self.world_size > 1:  # the mean over every learner's rows (the same count on each)
+            self.log_alpha[key].grad = self.all_sum(self.log_alpha[key].grad) / self.world_size
         self.alpha_optim[key].step()
 
     def train_actors(self, batch: dict[str, Any], order: Sequence[str]) -> None:
