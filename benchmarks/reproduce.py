@@ -14,6 +14,10 @@ the env reports it, the win rate (env_runners/battle_won). In --out:
 
   runs/<env>__<task>__<variant>__seed<k>.json   one curve per run; a run whose file exists is
                                                 skipped, so a stopped matrix continues where it was
+  partial/<env>__<task>__<variant>__seed<k>/    a running run's checkpoint and points, every
+                                                --checkpoint-minutes; a stopped run continues from
+                                                it (with the checkpoint's config); removed when the
+                                                run's curve file is written
   marl_eval.json                                marl-eval's raw-data layout (harl_rllib.results)
   curves.png, table.md                          mean over seeds with 95% CI; final mean ± std
   curves_win_rate.png                           when win rates were reported
@@ -41,6 +45,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -53,6 +58,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 TEAM_RETURN = "team_episode_return_mean"
 WIN_RATE = "battle_won"
 ACTOR_TIME = "actor_step_s"
+PARTIAL_POINTS = "points.json"
 CRITIC_TIME = "critic_step_s"
 
 
@@ -126,6 +132,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=200,
         help="episodes of the final policy's evaluation (marl-eval's absolute metrics: 10x --eval-episodes)",
+    )
+    p.add_argument(
+        "--checkpoint-minutes",
+        type=float,
+        default=10.0,
+        help="checkpoint a running run this often into OUT/partial/; a stopped run continues from there",
     )
     p.add_argument("--config", default=None, help="YAML file: config overrides for every run (as train.py)")
     p.add_argument("--batch", type=int, default=None, help="train_batch_size_per_learner of every run (over --config)")
@@ -212,20 +224,49 @@ def _number(value: Any) -> float | None:
 
 
 def train_curve(
-    config, *, env_steps: int, stop_iters: int | None, label: str, final_eval_episodes: int = 0
+    config,
+    *,
+    env_steps: int,
+    stop_iters: int | None,
+    label: str,
+    final_eval_episodes: int = 0,
+    partial: Path | None = None,
+    checkpoint_every_s: float = 600.0,
 ) -> tuple[list[tuple[int, dict[str, float]]], dict[str, float] | None]:
     """Train until the budget; one point per iteration that has a team return (with the
     evaluation's return and win rate on the iterations that evaluated). Then the final policy
     evaluated over `final_eval_episodes` deterministic episodes (evaluate.py's evaluation):
-    marl-eval's absolute metrics, or None with 0."""
-    from harl_rllib.evaluation import evaluate
-    from harl_rllib.run import evaluates
+    marl-eval's absolute metrics, or None with 0.
 
-    algo = config.build_algo()
+    With `partial` (a directory), the run is checkpointed there every `checkpoint_every_s`
+    seconds with its points so far, and a run stopped midway continues from that checkpoint
+    (the algorithm's exact state, as train.py's --resume) instead of from the start."""
+    from harl_rllib.evaluation import evaluate
+    from harl_rllib.run import evaluates, last_checkpoint, save_checkpoint
+
     points: list[tuple[int, dict[str, float]]] = []
+    iterations: list[int] = []  # the iteration of each point
+    elapsed = 0.0
+    try:
+        checkpoint = last_checkpoint(partial) if partial is not None else None
+    except FileNotFoundError:
+        checkpoint = None
+    if checkpoint is not None:
+        from ray.rllib.algorithms.algorithm import Algorithm
+
+        algo = Algorithm.from_checkpoint(str(checkpoint))
+        state = json.loads((partial / PARTIAL_POINTS).read_text())
+        # The points file is written before the checkpoint: drop points of iterations it lacks.
+        kept = [(i, s, m) for i, s, m in state["points"] if i <= algo.iteration]
+        iterations, points = [i for i, _, _ in kept], [(s, m) for _, s, m in kept]
+        elapsed = state["elapsed_time"] if state["iteration"] == algo.iteration else points[-1][1]["elapsed_time"]
+        print(f"{label}  resuming at iteration {algo.iteration} from {checkpoint}", flush=True)
+    else:
+        algo = config.build_algo()
     absolute = None
     try:
-        start = time.perf_counter()
+        start = time.perf_counter() - elapsed
+        last_save = time.perf_counter()
         while True:
             result = algo.train()
             er = result.get("env_runners", {})
@@ -241,6 +282,7 @@ def train_curve(
                         metrics[name] = v
             if "return" in metrics:  # no finished episode yet: nothing to report
                 points.append((steps, metrics))
+                iterations.append(algo.iteration)
             ret, eval_ret = metrics.get("return"), metrics.get("eval_return")
             print(
                 f"{label}  iter {algo.iteration:4d}  env steps {steps:9d}  "
@@ -251,6 +293,17 @@ def train_curve(
             )
             if steps >= env_steps or (stop_iters is not None and algo.iteration >= stop_iters):
                 break
+            if partial is not None and time.perf_counter() - last_save >= checkpoint_every_s:
+                write_json(
+                    partial / PARTIAL_POINTS,
+                    {
+                        "iteration": algo.iteration,
+                        "elapsed_time": metrics["elapsed_time"],
+                        "points": [[i, s, m] for i, (s, m) in zip(iterations, points, strict=True)],
+                    },
+                )
+                save_checkpoint(algo, partial / "checkpoint")
+                last_save = time.perf_counter()
         if final_eval_episodes:
             with tempfile.TemporaryDirectory() as tmp:
                 algo.save_to_path(tmp)
@@ -316,18 +369,21 @@ def run_matrix(args: argparse.Namespace) -> int:
                     overrides=run_overrides(file_overrides, variant),
                 )
                 label = f"{variant.name} {env}/{task} seed {seed}"
+                path = curve_path(out, env, task, variant.name, seed)
+                partial = out / "partial" / path.stem
                 points, absolute = train_curve(
                     config,
                     env_steps=args.env_steps,
                     stop_iters=args.stop_iters,
                     label=label,
                     final_eval_episodes=args.final_eval_episodes,
+                    partial=partial,
+                    checkpoint_every_s=60.0 * args.checkpoint_minutes,
                 )
                 record = RunRecord(env, task, variant.name, seed, points, absolute=absolute)
-                write_json(
-                    curve_path(out, env, task, variant.name, seed),
-                    {**record.to_dict(), "algo": variant.algo, "overrides": run_overrides(file_overrides, variant)},
-                )
+                overrides = run_overrides(file_overrides, variant)
+                write_json(path, {**record.to_dict(), "algo": variant.algo, "overrides": overrides})
+                shutil.rmtree(partial, ignore_errors=True)
         finally:
             ray.shutdown()
 
