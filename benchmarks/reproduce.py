@@ -242,7 +242,7 @@ def train_curve(
     seconds with its points so far, and a run stopped midway continues from that checkpoint
     (the algorithm's exact state, as train.py's --resume) instead of from the start."""
     from harl_rllib.evaluation import evaluate
-    from harl_rllib.run import evaluates, last_checkpoint, save_checkpoint
+    from harl_rllib.run import InterruptLatch, evaluates, last_checkpoint, save_checkpoint
 
     points: list[tuple[int, dict[str, float]]] = []
     iterations: list[int] = []  # the iteration of each point
@@ -267,43 +267,45 @@ def train_curve(
     try:
         start = time.perf_counter() - elapsed
         last_save = time.perf_counter()
-        while True:
-            result = algo.train()
-            er = result.get("env_runners", {})
-            steps = int(er.get("num_env_steps_sampled_lifetime") or 0)
-            metrics = {"elapsed_time": time.perf_counter() - start}
-            for name, key in (("return", TEAM_RETURN), ("win_rate", WIN_RATE)):
-                if (v := _number(er.get(key))) is not None:
-                    metrics[name] = v
-            if evaluates(algo.config, algo.iteration):
-                ev = result.get("evaluation", {}).get("env_runners", {})
-                for name, key in (("eval_return", TEAM_RETURN), ("eval_win_rate", WIN_RATE)):
-                    if (v := _number(ev.get(key))) is not None:
+        with InterruptLatch() as interrupt:
+            while True:
+                result = algo.train()
+                interrupt.check()  # a Ctrl-C that Python discarded (see InterruptLatch)
+                er = result.get("env_runners", {})
+                steps = int(er.get("num_env_steps_sampled_lifetime") or 0)
+                metrics = {"elapsed_time": time.perf_counter() - start}
+                for name, key in (("return", TEAM_RETURN), ("win_rate", WIN_RATE)):
+                    if (v := _number(er.get(key))) is not None:
                         metrics[name] = v
-            if "return" in metrics:  # no finished episode yet: nothing to report
-                points.append((steps, metrics))
-                iterations.append(algo.iteration)
-            ret, eval_ret = metrics.get("return"), metrics.get("eval_return")
-            print(
-                f"{label}  iter {algo.iteration:4d}  env steps {steps:9d}  "
-                f"return {'-' if ret is None else f'{ret:.2f}'}"
-                + ("" if eval_ret is None else f"  eval return {eval_ret:.2f}")
-                + f"  time {metrics['elapsed_time']:7.1f}s",
-                flush=True,
-            )
-            if steps >= env_steps or (stop_iters is not None and algo.iteration >= stop_iters):
-                break
-            if partial is not None and time.perf_counter() - last_save >= checkpoint_every_s:
-                write_json(
-                    partial / PARTIAL_POINTS,
-                    {
-                        "iteration": algo.iteration,
-                        "elapsed_time": metrics["elapsed_time"],
-                        "points": [[i, s, m] for i, (s, m) in zip(iterations, points, strict=True)],
-                    },
+                if evaluates(algo.config, algo.iteration):
+                    ev = result.get("evaluation", {}).get("env_runners", {})
+                    for name, key in (("eval_return", TEAM_RETURN), ("eval_win_rate", WIN_RATE)):
+                        if (v := _number(ev.get(key))) is not None:
+                            metrics[name] = v
+                if "return" in metrics:  # no finished episode yet: nothing to report
+                    points.append((steps, metrics))
+                    iterations.append(algo.iteration)
+                ret, eval_ret = metrics.get("return"), metrics.get("eval_return")
+                print(
+                    f"{label}  iter {algo.iteration:4d}  env steps {steps:9d}  "
+                    f"return {'-' if ret is None else f'{ret:.2f}'}"
+                    + ("" if eval_ret is None else f"  eval return {eval_ret:.2f}")
+                    + f"  time {metrics['elapsed_time']:7.1f}s",
+                    flush=True,
                 )
-                save_checkpoint(algo, partial / "checkpoint")
-                last_save = time.perf_counter()
+                if steps >= env_steps or (stop_iters is not None and algo.iteration >= stop_iters):
+                    break
+                if partial is not None and time.perf_counter() - last_save >= checkpoint_every_s:
+                    write_json(
+                        partial / PARTIAL_POINTS,
+                        {
+                            "iteration": algo.iteration,
+                            "elapsed_time": metrics["elapsed_time"],
+                            "points": [[i, s, m] for i, (s, m) in zip(iterations, points, strict=True)],
+                        },
+                    )
+                    save_checkpoint(algo, partial / "checkpoint")
+                    last_save = time.perf_counter()
         if final_eval_episodes:
             with tempfile.TemporaryDirectory() as tmp:
                 algo.save_to_path(tmp)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -249,6 +251,33 @@ def last_checkpoint(run_dir: Path) -> Path:
     raise FileNotFoundError(f"No checkpoint in {run_dir} to resume from")
 
 
+class InterruptLatch:
+    """Ctrl-C raises KeyboardInterrupt, as by default, and is also remembered. Python discards an
+    exception raised inside a gc callback, and JAX (which RLlib imports) installs one: a Ctrl-C
+    that lands there would be lost and the run go on. `check()` re-raises a remembered one."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> InterruptLatch:
+        if threading.current_thread() is threading.main_thread():  # handlers only from the main thread
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def train(
     config,
     *,
@@ -287,9 +316,10 @@ def train(
         )
 
     try:
-        with open(out_dir / "progress.jsonl", "a") as log:
+        with open(out_dir / "progress.jsonl", "a") as log, InterruptLatch() as interrupt:
             while not done():
                 result = algo.train()
+                interrupt.check()  # a Ctrl-C that Python discarded: the iteration counts as interrupted
                 last = summarize(result, time_offset, evaluated=evaluates(algo.config, algo.iteration))
                 log.write(json.dumps(last, default=float) + "\n")
                 log.flush()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import numpy as np
 import pytest
 from ray.rllib.algorithms.algorithm import Algorithm
 
-from harl_rllib.run import last_checkpoint, save_checkpoint
+from harl_rllib.run import InterruptLatch, last_checkpoint, save_checkpoint
 
 from conftest import small_config
 
@@ -127,3 +129,31 @@ def test_train_py_uploads_to_a_uri(tmp_path):
     assert [json.loads(x)["iteration"] for x in (run_dir / "progress.jsonl").read_text().splitlines()] == [1, 2]
     assert (run_dir / "checkpoint").is_dir() and (run_dir / "result.json").is_file()
     assert json.loads((run_dir / "result.json").read_text())["checkpoint"].startswith("file://")
+
+
+def test_ctrl_c_discarded_in_a_gc_callback_still_stops_training():
+    """JAX (imported by RLlib) runs a gc callback; a Ctrl-C whose KeyboardInterrupt is raised
+    there is discarded by Python, and train.py once trained on after one (seen in CI). The
+    latch remembers it: `check()` raises it after the iteration."""
+
+    def collect_with_a_signal(phase: str, info: dict) -> None:
+        if phase == "start":
+            signal.raise_signal(signal.SIGINT)  # the handler runs inside this callback
+
+    def interrupted_inside_gc() -> None:
+        gc.callbacks.append(collect_with_a_signal)
+        try:
+            gc.collect()  # Python prints "Exception ignored in ..." and goes on
+        finally:
+            gc.callbacks.remove(collect_with_a_signal)
+
+    default = signal.getsignal(signal.SIGINT)
+    with InterruptLatch() as latch:
+        latch.check()  # nothing yet
+        interrupted_inside_gc()
+        assert latch.received
+        with pytest.raises(KeyboardInterrupt):
+            latch.check()
+    assert signal.getsignal(signal.SIGINT) is default
+    # Without the latch the same interrupt is lost: this is what the latch is for.
+    interrupted_inside_gc()
