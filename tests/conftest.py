@@ -71,6 +71,12 @@ def train_steps(config, env_steps: int) -> list[float]:
         algo.stop()
 
 
+def on_every_learner(algo, fn) -> list:
+    """`fn(learner)` on every learner, in rank order: the values (RLlib hands back remote
+    learners' results wrapped, a local learner's as they are)."""
+    return [r.get() if hasattr(r, "get") else r for r in algo.learner_group.foreach_learner(fn)]
+
+
 def small_config(cls=None, *, task="simple_spread_v3", batch=200, **training):
     """A small, fast config on a real mpe2 env (no remote env runners)."""
     import harl_rllib  # noqa: F401

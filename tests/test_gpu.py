@@ -15,7 +15,7 @@ import pytest
 import torch
 from ray import cloudpickle as ray_cloudpickle
 
-from conftest import small_config
+from conftest import on_every_learner, small_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none on this machine)")
 # Remote learners cannot import this file: ship its functions by value.
@@ -48,8 +48,7 @@ def _devices(algo) -> list[set[str]]:
             for t in [*learner.module[mid].parameters(), *learner.module[mid].buffers()]
         }
 
-    results = algo.learner_group.foreach_learner(of)
-    return [r.get() if hasattr(r, "get") else r for r in results]
+    return on_every_learner(algo, of)
 
 
 @pytest.mark.parametrize("name", ["happo", "hatrpo", "happo_gru", "hatd3", "hasac"])

@@ -11,12 +11,11 @@ from ray.rllib.core.learner.training_data import TrainingData
 
 from harl_rllib import HAPPOConfig, HATRPOConfig
 
-from conftest import small_config
+from conftest import on_every_learner, small_config
 
 
 def _snapshots(algo) -> list[dict]:
-    results = algo.learner_group.foreach_learner(operator.methodcaller("snapshot"))
-    return [r.get() if hasattr(r, "get") else r for r in results]
+    return on_every_learner(algo, operator.methodcaller("snapshot"))
 
 
 def test_two_learners_agree(ray_session):
@@ -108,8 +107,7 @@ def test_two_learners_take_the_single_learner_step(ray_session, cls):
 
 def _learner_states(algo) -> list[dict]:
     """Every learner's `get_state()` (weights, optimizers, carried critic states, buffer RNG...)."""
-    results = algo.learner_group.foreach_learner(operator.methodcaller("get_state"))
-    return [r.get() if hasattr(r, "get") else r for r in results]
+    return on_every_learner(algo, operator.methodcaller("get_state"))
 
 
 def _weights(state: dict) -> dict[str, dict[str, np.ndarray]]:
