@@ -56,7 +56,7 @@ from ray.rllib.utils.metrics import (
 from harl_rllib.core.critic import CRITIC_MODULE_ID, STATE
 from harl_rllib.core.fragments import ALIVE
 from harl_rllib.core.learner import TeamTorchLearner
-from harl_rllib.core.off_policy_modules import encode_actions, polyak_update
+from harl_rllib.core.off_policy_modules import encode_actions, polyak_update, standard_noise
 from harl_rllib.core.replay import (
     DISCOUNT,
     NEXT_OBS,
@@ -185,11 +185,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
         batch from the learner's checkpointed generator (the same stream on every learner), and
         sliced as `sample_batch` slices the rows. "normal": N(0, 1); "gumbel": Gumbel(0, 1)."""
         n = like.shape[0]
-        shape = (n * self.world_size, *like.shape[1:])
-        if kind == "normal":
-            noise = torch.randn(shape, generator=self._generator)
-        else:
-            noise = -torch.empty(shape).exponential_(generator=self._generator).log()
+        noise = standard_noise((n * self.world_size, *like.shape[1:]), kind, generator=self._generator)
         return noise[self.rank * n : (self.rank + 1) * n].to(device=like.device, dtype=like.dtype)
 
     def update_once(self, batch: dict[str, Any], order: Sequence[str]) -> None:

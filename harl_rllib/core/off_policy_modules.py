@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -153,11 +153,20 @@ class DeterministicActorTorchRLModule(_OffPolicyActor):
         return TorchDeterministic
 
 
-def _torch_noise(like: torch.Tensor, kind: str) -> torch.Tensor:
-    """N(0, 1) or Gumbel(0, 1) noise shaped like `like`, from torch's global RNG."""
+def standard_noise(
+    shape: Sequence[int], kind: str, *, generator: torch.Generator | None = None, like: torch.Tensor | None = None
+) -> torch.Tensor:
+    """N(0, 1) ("normal") or Gumbel(0, 1) ("gumbel") noise of `shape`, from `generator` (default:
+    torch's global RNG), with `like`'s dtype and device (default: float32 on the CPU)."""
+    options = {} if like is None else {"dtype": like.dtype, "device": like.device}
     if kind == "normal":
-        return torch.randn_like(like)
-    return -torch.empty_like(like).exponential_().log()
+        return torch.randn(shape, generator=generator, **options)
+    return -torch.empty(shape, **options).exponential_(generator=generator).log()
+
+
+def _torch_noise(like: torch.Tensor, kind: str) -> torch.Tensor:
+    """`standard_noise` shaped like `like`, from torch's global RNG."""
+    return standard_noise(like.shape, kind, like=like)
 
 
 class SoftActorTorchRLModule(_OffPolicyActor):
