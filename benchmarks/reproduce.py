@@ -259,7 +259,10 @@ def train_curve(
         # The points file is written before the checkpoint: drop points of iterations it lacks.
         kept = [(i, s, m) for i, s, m in state["points"] if i <= algo.iteration]
         iterations, points = [i for i, _, _ in kept], [(s, m) for _, s, m in kept]
-        elapsed = state["elapsed_time"] if state["iteration"] == algo.iteration else points[-1][1]["elapsed_time"]
+        if state["iteration"] == algo.iteration:
+            elapsed = state["elapsed_time"]
+        else:  # the checkpoint is an older one (the newest failed midway): its last point's time
+            elapsed = points[-1][1]["elapsed_time"] if points else 0.0
         print(f"{label}  resuming at iteration {algo.iteration} from {checkpoint}", flush=True)
     else:
         algo = config.build_algo()
