@@ -49,6 +49,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,11 +191,28 @@ def run_overrides(file_overrides: dict[str, Any], variant: Variant, *, warn: boo
     return {**file_overrides, **variant.overrides}
 
 
-def load_file_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """--config's fields, with --batch on top."""
+def load_file_overrides(args: argparse.Namespace, env: str | None = None, tasks: Sequence[str] = ()) -> dict[str, Any]:
+    """--config's fields, with --batch on top.
+
+    --config is a mapping of config fields (as train.py's), or a sweep file of tune_configs/: then
+    its ``config`` and ``resources`` sections, so the file a published run used is the file its
+    Tune sweep starts from. The sweep's algo and search are not used (--algos and --seeds are);
+    its env and task must be the ones run.
+    """
     from harl_rllib.run import load_overrides
+    from harl_rllib.tune_sweep import load_sweep
 
     overrides = load_overrides(args.config)
+    if "algo" in overrides and isinstance(overrides.get("config", {}), dict):
+        sweep = load_sweep(args.config)
+        where = f"--config {args.config} (a sweep file)"
+        if sweep.get("env") != env or (sweep.get("task") is not None and set(tasks) - {sweep.get("task")}):
+            ran = f"{env}/{','.join(tasks)}"
+            raise ValueError(f"{where} is for {sweep.get('env')}/{sweep.get('task')}; this run is {ran}")
+        unused = sorted(set(sweep) & {"env_config", "continuous_actions"})
+        if unused:
+            raise ValueError(f"{where}: {unused} are not supported here; put the values in its config section")
+        overrides = {**(sweep.get("config") or {}), **(sweep.get("resources") or {})}
     if args.batch is not None:
         overrides["train_batch_size_per_learner"] = args.batch
     return overrides
@@ -346,7 +364,7 @@ def run_matrix(args: argparse.Namespace) -> int:
     try:
         env, tasks, variants = plan(args)
         seeds = int_list(args.seeds)
-        file_overrides = load_file_overrides(args)
+        file_overrides = load_file_overrides(args, env, tasks)
         # Every config is checked before Ray starts (unknown names, share_param with unequal spaces, ...).
         for variant in variants:
             for task in tasks:
@@ -533,7 +551,7 @@ def run_scaling(args: argparse.Namespace) -> int:
         agents = int_list(args.agents)
         if not agents or min(agents) < 1 or args.scaling_iters < 1:
             raise ValueError("--agents needs positive integers and --scaling-iters >= 1")
-        overrides = load_file_overrides(args)
+        overrides = load_file_overrides(args, "mpe", ["simple_spread_v3"])
         configs = {n: scaling_config(n, seed, overrides) for n in agents}  # all checked before Ray starts
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)

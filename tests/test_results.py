@@ -393,6 +393,38 @@ def test_reproduce_rejects_bad_input_before_ray(capsys):
     assert [v.overrides for v in variants] == [{"share_param": False}, {"share_param": True}]
 
 
+PUBLISHED_RUNS = sorted((ROOT / "docs" / "results").glob("smax_*/runs/*.json"))
+
+
+@pytest.mark.parametrize("run_file", PUBLISHED_RUNS, ids=[p.stem for p in PUBLISHED_RUNS])
+def test_published_runs_used_their_sweep_files_values(run_file):
+    """Every published SMAX run recorded the config values it trained with; they are exactly what
+    reproduce.py reads from the task's sweep file in tune_configs/ (its config and resources)."""
+    reproduce = load_reproduce()
+    run = json.loads(run_file.read_text())
+    sweep_file = ROOT / "tune_configs" / f"happo_{run['env']}_{run['task']}.yaml"
+    args = reproduce.parse_args(["--config", str(sweep_file)])
+    assert reproduce.load_file_overrides(args, run["env"], [run["task"]]) == run["overrides"]
+
+
+def test_reproduce_sweep_file_config_is_for_its_own_task(tmp_path):
+    """A sweep file as --config holds one task's values: another task, or env settings reproduce.py
+    would not apply, are refused before anything runs."""
+    reproduce = load_reproduce()
+    args = reproduce.parse_args(["--config", str(ROOT / "tune_configs" / "happo_smax_3m.yaml")])
+    with pytest.raises(ValueError, match="is for smax/3m; this run is smax/2s3z"):
+        reproduce.load_file_overrides(args, "smax", ["2s3z"])
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("algo: happo\nenv: mpe\ntask: simple_spread_v3\nenv_config: {N: 4}\nconfig: {lr: 1.0e-4}\n")
+    args = reproduce.parse_args(["--config", str(sweep)])
+    with pytest.raises(ValueError, match="env_config"):
+        reproduce.load_file_overrides(args, "mpe", ["simple_spread_v3"])
+    sweep.write_text(
+        "algo: happo\nenv: mpe\ntask: simple_spread_v3\nconfig: {lr: 1e-4}\nresources: {num_env_runners: 1}\n"
+    )
+    assert reproduce.load_file_overrides(args, "mpe", ["simple_spread_v3"]) == {"lr": 1e-4, "num_env_runners": 1}
+
+
 def test_reproduce_end_to_end(tmp_path):
     """2 algorithms × toy distinct_actions × 2 seeds × 2 iterations of 100 env steps (checkpointed
     after every iteration but the last), in a subprocess with its own local Ray; then a second
