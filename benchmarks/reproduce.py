@@ -22,6 +22,9 @@ the env reports it, the win rate (env_runners/battle_won). In --out:
   curves.png, table.md                          mean over seeds with 95% CI; final mean ± std
   curves_win_rate.png                           when win rates were reported
 
+These summaries cover the matrix's finished runs; --no-train writes them without training the rest
+(e.g. after adding a seed for some algorithms only).
+
 Ablations (--ablation NAME, HAPPO variants; --env/--tasks choose another task):
   sequential-vs-simultaneous  happo-sequential vs happo-simultaneous (sequential_update True/False);
                               default MPE simple_speaker_listener_v4 (heterogeneous agents)
@@ -121,6 +124,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seeds", default="1,2,3", help="comma-separated integers")
     p.add_argument("--env-steps", type=int, default=400_000, help="env steps per run")
     p.add_argument("--stop-iters", type=int, default=None, help="also stop each run after this many iterations")
+    p.add_argument(
+        "--no-train",
+        action="store_true",
+        help="train nothing: write marl_eval.json, the figures and table.md from the runs already finished",
+    )
     p.add_argument(
         "--eval-interval",
         type=int,
@@ -377,6 +385,10 @@ def run_matrix(args: argparse.Namespace) -> int:
     todo = [
         (v, t, s) for v in variants for t in tasks for s in seeds if not curve_path(out, env, t, v.name, s).exists()
     ]
+    if args.no_train:
+        missing, todo = todo, []
+        left_out = ", ".join(f"{v.name} {t} seed {k}" for v, t, k in missing) or "none"
+        print(f"--no-train: unfinished runs left out of the outputs: {left_out}")
     print(f"{len(variants) * len(tasks) * len(seeds)} runs, {len(todo)} to train, into {out}", flush=True)
     if todo:
         ray = start_ray(args.num_cpus)
@@ -410,12 +422,11 @@ def run_matrix(args: argparse.Namespace) -> int:
         finally:
             ray.shutdown()
 
-    runs = [
-        RunRecord.from_dict(json.loads(curve_path(out, env, t, v.name, s).read_text()))
-        for v in variants
-        for t in tasks
-        for s in seeds
-    ]
+    paths = [curve_path(out, env, t, v.name, s) for v in variants for t in tasks for s in seeds]
+    runs = [RunRecord.from_dict(json.loads(path.read_text())) for path in paths if path.exists()]
+    if not runs:
+        print(f"error: no finished runs in {out / 'runs'}", file=sys.stderr)
+        return 2
     write_marl_eval_json(out / "marl_eval.json", runs)
     table = [f"# {args.ablation or 'comparison'}: {env} {', '.join(tasks)}, seeds {args.seeds}", ""]
     for metric, title, png in (

@@ -425,10 +425,12 @@ def test_reproduce_sweep_file_config_is_for_its_own_task(tmp_path):
     assert reproduce.load_file_overrides(args, "mpe", ["simple_spread_v3"]) == {"lr": 1e-4, "num_env_runners": 1}
 
 
-def test_reproduce_end_to_end(tmp_path):
+def test_reproduce_end_to_end(tmp_path, capsys):
     """2 algorithms × toy distinct_actions × 2 seeds × 2 iterations of 100 env steps (checkpointed
     after every iteration but the last), in a subprocess with its own local Ray; then a second
-    call trains nothing (curve files exist)."""
+    call trains nothing (curve files exist), nor a third with a seed more and --no-train."""
+    import ray
+
     config = tmp_path / "tiny.yaml"
     config.write_text("train_batch_size_per_learner: 100\nnum_envs_per_env_runner: 1\nnum_epochs: 1\ncritic_epoch: 1\n")
     out = tmp_path / "out"
@@ -490,6 +492,23 @@ def test_reproduce_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "4 runs, 0 to train" in again.stdout
     assert strict_json(out / "marl_eval.json") == data
+
+    # A third seed asked for with --no-train: nothing trains (no Ray); the outputs are the
+    # finished runs' again, and the unfinished ones are named.
+    was_running = ray.is_initialized()
+    reproduce = load_reproduce()
+    argv = cmd[2:]
+    argv[argv.index("1,2")] = "1,2,3"
+    (out / "table.md").unlink()
+    (out / "marl_eval.json").unlink()
+    assert reproduce.main([*argv, "--no-train"]) == 0
+    printed = capsys.readouterr().out
+    assert "left out of the outputs: happo distinct_actions seed 3, mappo distinct_actions seed 3" in printed
+    assert "6 runs, 0 to train" in printed and "final evaluation" not in printed
+    assert strict_json(out / "marl_eval.json") == data
+    assert (out / "table.md").read_text().replace("1,2,3", "1,2") == table
+    assert ray.is_initialized() == was_running
+    assert reproduce.main([*argv, "--no-train", "--out", str(tmp_path / "empty")]) == 2
 
 
 def test_reproduce_run_stopped_midway_continues_from_its_checkpoint(ray_session, tmp_path, capsys):
