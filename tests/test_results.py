@@ -399,10 +399,13 @@ PUBLISHED_RUNS = sorted((ROOT / "docs" / "results").glob("smax_*/runs/*.json"))
 @pytest.mark.parametrize("run_file", PUBLISHED_RUNS, ids=[p.stem for p in PUBLISHED_RUNS])
 def test_published_runs_used_their_sweep_files_values(run_file):
     """Every published SMAX run recorded the config values it trained with; they are exactly what
-    reproduce.py reads from the task's sweep file in tune_configs/ (its config and resources)."""
+    reproduce.py reads from the task's sweep file in tune_configs/ (its config and resources):
+    the algorithm's own file where HARL tunes it apart (HATRPO on 5m_vs_6m), else HAPPO's."""
     reproduce = load_reproduce()
     run = json.loads(run_file.read_text())
-    sweep_file = ROOT / "tune_configs" / f"happo_{run['env']}_{run['task']}.yaml"
+    sweep_file = ROOT / "tune_configs" / f"{run['algo']}_{run['env']}_{run['task']}.yaml"
+    if not sweep_file.exists():
+        sweep_file = ROOT / "tune_configs" / f"happo_{run['env']}_{run['task']}.yaml"
     args = reproduce.parse_args(["--config", str(sweep_file)])
     assert reproduce.load_file_overrides(args, run["env"], [run["task"]]) == run["overrides"]
 
