@@ -7,8 +7,8 @@ than the script has learned nothing the enemy does not already do. Used in docs/
 
     python benchmarks/smax_heuristic.py --tasks 3m,2s3z,3s5z,5m_vs_6m --battles 500
 
-A battle is won as in harl_rllib/envs/smax.py: every enemy dead and an ally alive when it ends
-(at most max_steps + 1 steps). The return is the team reward summed over the battle.
+A battle is won as our SMAX env counts it (`harl_rllib.envs.smax.battle_outcome`: every enemy dead
+and an ally alive when it ends, at most max_steps + 1 steps). The return is the team reward summed over the battle.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def play(task: str, battles: int, attack_mode: str, seed: int) -> tuple[float, f
     )
     from jaxmarl.environments.smax.heuristic_enemy_smax_env import HeuristicEnemySMAX
 
+    from harl_rllib.envs.smax import battle_outcome
+
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(task))
     policy = jax.vmap(create_heuristic_policy(env._env, 0, shoot=True, attack_mode=attack_mode))
     n = env.num_agents
@@ -43,9 +45,8 @@ def play(task: str, battles: int, attack_mode: str, seed: int) -> tuple[float, f
             acts, next_policy_state = policy(jax.random.split(act_key, n), policy_state, own)
             actions = {a: acts[i] for i, a in enumerate(env.agents)}
             next_obs, next_state, rewards, dones, _ = env.step_env(step_key, state, actions)
-            alive = next_state.state.unit_alive
             ends_now = ~done & dones["__all__"]
-            win = jnp.all(~alive[env.num_allies :]) & jnp.any(alive[: env.num_allies])
+            win, _ = battle_outcome(next_state.state.unit_alive, env.num_allies)
             ret = ret + jnp.where(done, 0.0, rewards[env.agents[0]])
             won = won | (ends_now & win)
             carry = (key, next_obs, next_state, next_policy_state, done | dones["__all__"], ret, won)

@@ -65,6 +65,13 @@ def _jax():
     return jax, map_name_to_scenario, HeuristicEnemySMAX
 
 
+def battle_outcome(unit_alive, num_allies: int):
+    """(won, lost) of a battle from its units' alive flags, allies first: won when every enemy
+    is dead and an ally lives; a draw (both sides dead) is lost. Works on jax and numpy arrays."""
+    allies, enemies = unit_alive[:num_allies], unit_alive[num_allies:]
+    return ~enemies.any() & allies.any(), ~allies.any()
+
+
 class SMAXEngine:
     """B SMAX envs stepped by one jitted vmapped call, with next-step auto-reset.
 
@@ -92,13 +99,14 @@ class SMAXEngine:
         avail = self.env._env.get_avail_actions(inner)
         alive = inner.unit_alive
         allies_alive, enemies_alive = alive[: self.n], alive[self.n :]
+        won, lost = battle_outcome(alive, self.n)
         return {
             "obs": jnp.stack([obs[a] for a in self.allies]).astype(jnp.float32),
             "world_state": self.env._env.get_world_state(inner).astype(jnp.float32),
             "avail": jnp.stack([avail[a] for a in self.allies]).astype(jnp.float32),
             "alive": allies_alive,
-            "won": jnp.all(~enemies_alive) & jnp.any(allies_alive),
-            "lost": jnp.all(~allies_alive),
+            "won": won,
+            "lost": lost,
             "dead_allies": jnp.sum(~allies_alive),
             "dead_enemies": jnp.sum(~enemies_alive),
         }
