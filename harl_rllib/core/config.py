@@ -532,9 +532,20 @@ class HAConfig(TeamConfig):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v <= 0):
                 self._value_error(f"`{name}` must be None (whole batch) or a positive integer; got {v!r}")
-            if v is not None and v > self.train_batch_size_per_learner:
+        super()._validate_ha_settings()  # the team is known from here on
+        # A minibatch counts the rows it splits: one per env step, or one per agent and env step for
+        # a shared actor in the simultaneous update (MAPPO: one step on every agent's rows; the
+        # sequential update trains it on one agent's rows at a time) and an FP critic (a state each).
+        n_agents = len(self.get_team_spec().agents)
+        per_agent_rows = {
+            "minibatch_size": self.share_param and not self.sequential_update,
+            "critic_minibatch_size": self.state_type == "FP",
+        }
+        for name, per_agent in per_agent_rows.items():
+            v, rows = getattr(self, name), self.train_batch_size_per_learner * (n_agents if per_agent else 1)
+            if v is not None and v > rows:
+                what = f"{n_agents} agents × " if per_agent else ""
                 self._value_error(
-                    f"`{name}` ({v}) is larger than the batch (`train_batch_size_per_learner` "
-                    f"{self.train_batch_size_per_learner}); use None for whole-batch updates."
+                    f"`{name}` ({v}) is larger than the batch it splits ({what}`train_batch_size_per_learner` "
+                    f"{self.train_batch_size_per_learner} = {rows} rows); use None for whole-batch updates."
                 )
-        super()._validate_ha_settings()
