@@ -8,6 +8,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -393,24 +394,26 @@ def test_reproduce_rejects_bad_input_before_ray(capsys):
     assert [v.overrides for v in variants] == [{"share_param": False}, {"share_param": True}]
 
 
-PUBLISHED_RUNS = sorted((ROOT / "docs" / "results").glob("*smax_*/runs/*.json"))
+PUBLISHED_RUNS = sorted(
+    p
+    for pattern in ("*smax_*/runs/*.json", "mpe_spread_2m/runs/*.json")
+    for p in (ROOT / "docs" / "results").glob(pattern)
+)
 # Published SMAX runs whose config is not a task's sweep file: the diagnosis's own file.
 RUN_CONFIGS = {"diag_smax_5m_vs_6m_jaxmarl": ROOT / "benchmarks" / "configs" / "smax_5m_vs_6m_jaxmarl_mappo.yaml"}
 
 
 @pytest.mark.parametrize("run_file", PUBLISHED_RUNS, ids=[f"{p.parents[1].name}-{p.stem}" for p in PUBLISHED_RUNS])
 def test_published_runs_used_their_sweep_files_values(run_file):
-    """Every published SMAX run (comparisons, ablations, diagnoses) recorded the config values it
+    """Every published SMAX and 2M MPE run (comparisons, ablations, diagnoses) recorded the config values it
     trained with; they are exactly what reproduce.py reads from its config file (the task's sweep
     file in tune_configs/: the algorithm's own where HARL tunes it apart, HATRPO on 5m_vs_6m, else
     HAPPO's), plus an ablation variant's own settings."""
     reproduce = load_reproduce()
     run = json.loads(run_file.read_text())
-    config_file = RUN_CONFIGS.get(run_file.parents[1].name)
-    if config_file is None:
-        config_file = ROOT / "tune_configs" / f"{run['algo']}_{run['env']}_{run['task']}.yaml"
-    if not config_file.exists():
-        config_file = ROOT / "tune_configs" / f"happo_{run['env']}_{run['task']}.yaml"
+    task = re.sub(r"_v\d+$", "", run["task"])  # simple_spread_v3's file: *_mpe_simple_spread.yaml
+    candidates = [ROOT / "tune_configs" / f"{algo}_{run['env']}_{task}.yaml" for algo in (run["algo"], "happo")]
+    config_file = RUN_CONFIGS.get(run_file.parents[1].name) or next(p for p in candidates if p.exists())
     args = reproduce.parse_args(["--config", str(config_file)])
     file_overrides = reproduce.load_file_overrides(args, run["env"], [run["task"]])
     variants = {v.name: v for a in reproduce.ABLATIONS.values() for v in a.variants}
