@@ -127,31 +127,23 @@ def test_bad_input_raises_before_ray_starts(kwargs, match):
     assert ray.is_initialized() == was_running
 
 
-ROWS = "`train_batch_size_per_learner` 100 = {} rows"
-
-
 @pytest.mark.parametrize(
-    "env, task, name, extra, most",
+    "env, task, name, extra, per_agent",
     [
-        ("mpe", "simple_spread_v3", "minibatch_size", {}, ROWS.format(100)),  # a row per env step
-        (
-            "mpe",
-            "simple_spread_v3",
-            "minibatch_size",
-            {"share_param": True, "sequential_update": False},
-            "3 agents × " + ROWS.format(300),
-        ),
+        ("mpe", "simple_spread_v3", "minibatch_size", {}, False),  # a row per env step
+        ("mpe", "simple_spread_v3", "minibatch_size", {"share_param": True, "sequential_update": False}, True),
         # A shared actor in the sequential update trains on one agent's rows at a time.
-        ("mpe", "simple_spread_v3", "minibatch_size", {"share_param": True}, ROWS.format(100)),
-        ("smax", "3m", "critic_minibatch_size", {"state_type": "FP"}, "3 agents × " + ROWS.format(300)),
-        ("smax", "3m", "critic_minibatch_size", {}, ROWS.format(100)),  # EP: one state per env step
+        ("mpe", "simple_spread_v3", "minibatch_size", {"share_param": True}, False),
+        ("smax", "3m", "critic_minibatch_size", {"state_type": "FP"}, True),
+        ("smax", "3m", "critic_minibatch_size", {}, False),  # EP: one state per env step
     ],
 )
-def test_minibatch_size_is_bounded_by_the_rows_it_splits(env, task, name, extra, most):
+def test_minibatch_size_is_bounded_by_the_rows_it_splits(env, task, name, extra, per_agent):
     """A shared actor in the simultaneous update (MAPPO) trains on every agent's rows and an FP
     critic on a state per agent, so their minibatches may be up to n_agents × the env-step batch;
     beyond the rows it splits a minibatch size is refused."""
-    rows = int(most.split(" = ")[1].split()[0])
+    rows = 3 * 100 if per_agent else 100  # both tasks have 3 agents
+    most = f"{'3 agents × ' if per_agent else ''}`train_batch_size_per_learner` 100 = {rows} rows"
     overrides = {**extra, "train_batch_size_per_learner": 100}
     assert getattr(build_config(algo="happo", env=env, task=task, overrides={**overrides, name: rows}), name) == rows
     message = f"`{name}` ({rows + 1}) is larger than the batch it splits ({most}"
