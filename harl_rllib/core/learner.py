@@ -414,7 +414,8 @@ class HATorchLearner(TeamTorchLearner):
         self.last_factors = {}
         self.last_advantages = advantages
         if not self.config.sequential_update:
-            # Simultaneous: every module trains once on its agents' rows, factor 1.
+            # Simultaneous: every module trains once on its agents' rows, factor 1. (HAConfig's
+            # minibatch bound counts these concatenated rows; change both together.)
             by_module: dict[str, list[str]] = {}
             for aid in order:
                 if self.alive_anywhere(team[aid]):
