@@ -396,7 +396,7 @@ def test_reproduce_rejects_bad_input_before_ray(capsys):
 
 PUBLISHED_RUNS = sorted(
     p
-    for pattern in ("*smax_*/runs/*.json", "mpe_spread_2m/runs/*.json")
+    for pattern in ("*smax_*/runs/*.json", "mpe_spread_2m/runs/*.json", "mamujoco_halfcheetah_1m/runs/*.json")
     for p in (ROOT / "docs" / "results").glob(pattern)
 )
 # Published SMAX runs whose config is not a task's sweep file: the diagnosis's own file.
@@ -405,13 +405,14 @@ RUN_CONFIGS = {"diag_smax_5m_vs_6m_jaxmarl": ROOT / "benchmarks" / "configs" / "
 
 @pytest.mark.parametrize("run_file", PUBLISHED_RUNS, ids=[f"{p.parents[1].name}-{p.stem}" for p in PUBLISHED_RUNS])
 def test_published_runs_used_their_sweep_files_values(run_file):
-    """Every published SMAX and 2M MPE run (comparisons, ablations, diagnoses) recorded the config values it
-    trained with; they are exactly what reproduce.py reads from its config file (the task's sweep
-    file in tune_configs/: the algorithm's own where HARL tunes it apart, HATRPO on 5m_vs_6m, else
-    HAPPO's), plus an ablation variant's own settings."""
+    """Every published SMAX, 2M MPE and 1M HalfCheetah run (comparisons, ablations, diagnoses)
+    recorded the config values it trained with; they are exactly what reproduce.py reads from its
+    config file (the task's sweep file in tune_configs/: the algorithm's own where HARL tunes it
+    apart, as HATRPO on 5m_vs_6m and MPE, else HAPPO's), plus an ablation variant's own settings."""
     reproduce = load_reproduce()
     run = json.loads(run_file.read_text())
-    task = re.sub(r"_v\d+$", "", run["task"])  # simple_spread_v3's file: *_mpe_simple_spread.yaml
+    # simple_spread_v3's file is *_mpe_simple_spread.yaml, HalfCheetah-2x3's *_mamujoco_halfcheetah_2x3.yaml
+    task = re.sub(r"_v\d+$", "", run["task"]).lower().replace("-", "_")
     candidates = [ROOT / "tune_configs" / f"{algo}_{run['env']}_{task}.yaml" for algo in (run["algo"], "happo")]
     config_file = RUN_CONFIGS.get(run_file.parents[1].name) or next(p for p in candidates if p.exists())
     args = reproduce.parse_args(["--config", str(config_file)])
