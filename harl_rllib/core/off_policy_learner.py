@@ -294,7 +294,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
                 norm = self.gradient_step(mid, loss, weight=mask.sum())
                 self.log_actor_metrics(mid, actor_loss=float(loss.detach()), actor_grad_norm=norm)
                 self.after_actor_step(aid, logp, mask)
-                if self.config.sequential_update:
+                if self.config.sequential_update and aid != order[-1]:  # the last one's is not read
                     with torch.no_grad():
                         actions[aid] = self.actor_actions(aid, obs)[0]
         finally:
@@ -302,7 +302,7 @@ class HAOffPolicyTorchLearner(TeamTorchLearner):
 
     def actor_q(self, critic, state: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
         """The Q the actors maximize, in return space: Q1 for DDPG/TD3 (HARL's `get_values`)."""
-        return critic.denormalize(critic.q_values(state, joint)[0])
+        return critic.denormalize(critic.q_values(state, joint, first=1)[0])
 
     def update_targets(self) -> None:
         tau = self.config.tau

@@ -255,10 +255,13 @@ class QCriticTorchRLModule(TorchRLModule):
         self.target_qs.requires_grad_(False)
         self.value_norm = ValueNorm() if c["use_valuenorm"] else None
 
-    def q_values(self, state: torch.Tensor, joint: torch.Tensor, target: bool = False) -> list[torch.Tensor]:
-        """Every Q network's output for (state, joint action), each (B,)."""
+    def q_values(
+        self, state: torch.Tensor, joint: torch.Tensor, target: bool = False, first: int | None = None
+    ) -> list[torch.Tensor]:
+        """The Q networks' outputs for (state, joint action), each (B,): all of them, or the
+        `first` ones (DDPG/TD3's actor loss reads Q1 only: Q2's forward pass would be wasted)."""
         x = torch.cat([state.float().reshape(state.shape[0], -1), joint.float()], dim=-1)
-        nets = self.target_qs if target else self.qs
+        nets = list(self.target_qs if target else self.qs)[:first]
         return [q(x).squeeze(-1) for q in nets]
 
     def _forward(self, batch: dict[str, Any], **kwargs) -> dict[str, Any]:
