@@ -26,6 +26,8 @@ import sys
 
 import numpy as np
 
+STEPS = 25  # simple_spread's episode length (max_cycles), HARL's and ours
+
 
 def play(version: str, v2_path: str, episodes: int) -> list[list[float]]:
     """Per-step team rewards of `episodes` random-action episodes (action seed 0, reset seeds 0..n-1)."""
@@ -37,10 +39,10 @@ def play(version: str, v2_path: str, episodes: int) -> list[list[float]]:
     rng = np.random.default_rng(0)
     episodes_rewards = []
     for episode in range(episodes):
-        env = module.parallel_env(N=3, local_ratio=0.5, max_cycles=25, continuous_actions=False)
+        env = module.parallel_env(N=3, local_ratio=0.5, max_cycles=STEPS, continuous_actions=False)
         env.reset(seed=episode)
         rewards = []
-        for _ in range(25):
+        for _ in range(STEPS):
             _, reward, _, _, _ = env.step({a: int(rng.integers(5)) for a in env.agents})
             rewards.append(float(sum(reward.values())))
         episodes_rewards.append(rewards)
@@ -63,10 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         runs[version] = np.array(json.loads(out))
     v2, v3 = runs["v2"].sum(axis=1), runs["v3"].sum(axis=1)
     per_step = (runs["v2"] - runs["v3"]).mean(axis=0)
-    print(f"random actions, {args.episodes} episodes of 25 steps, team return (sum over the 3 agents):")
+    print(f"random actions, {args.episodes} episodes of {STEPS} steps, team return (sum over the 3 agents):")
     print(f"  PettingZoo 1.22.2 simple_spread_v2 (HARL): {v2.mean():8.2f}")
     print(f"  mpe2 simple_spread_v3 (harl_rllib):        {v3.mean():8.2f}")
-    print(f"  difference v2 - v3: {np.mean(v2 - v3):.2f} (self-collisions alone: 3 agents x 25 steps x -0.5 = -37.5)")
+    alone = f"self-collisions alone: 3 agents x {STEPS} steps x -0.5 = {-1.5 * STEPS}"
+    print(f"  difference v2 - v3: {np.mean(v2 - v3):.2f} ({alone})")
     first, mean, last = per_step[0], per_step.mean(), per_step[-1]
     print(f"  per-step difference, first / mean / last step: {first:.2f} / {mean:.2f} / {last:.2f}")
     return 0
