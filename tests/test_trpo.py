@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from harl_rllib.algorithms.hatrpo import HATRPOConfig
 from harl_rllib.algorithms.hatrpo.torch.hatrpo_torch_learner import KL, REJECTED
-from harl_rllib.core.actor import HAActorTorchRLModule
+from harl_rllib.core.actor import ACTION_MASK, HIDDEN, OBS, HAActorTorchRLModule
 from harl_rllib.core.fragments import ALIVE
 from harl_rllib.core.trpo import conjugate_gradient, fisher_vector_product, kl_from_dist_inputs
 
@@ -42,44 +42,69 @@ def test_kl_matches_torch_distributions():
     torch.testing.assert_close(got, expected)
 
 
-def _tiny_policy():
+def _tiny_policy(kind: str) -> tuple[HAActorTorchRLModule, dict, bool]:
+    """A small float64 actor and a batch for it: "masked" (Discrete, an action mask),
+    "gaussian" (Box) or "gru" (Discrete, recurrent: 4 sequences of 4 steps from given states)."""
     torch.manual_seed(0)
-    module = HAActorTorchRLModule(
-        observation_space=gym.spaces.Box(-1, 1, (3,), np.float32),
-        action_space=gym.spaces.Discrete(3),
-        model_config={"hidden_sizes": [4], "gain": 1.0},
-    )
-    return module.double()
-
-
-def test_fisher_product_and_cg_against_explicit_hessian():
-    module = _tiny_policy()
+    box = gym.spaces.Box(-1, 1, (3,), np.float32)
+    obs_space, action_space = box, gym.spaces.Discrete(3)
+    model_config = {"hidden_sizes": [4], "gain": 1.0}
+    if kind == "masked":
+        obs_space = gym.spaces.Dict({OBS: box, ACTION_MASK: gym.spaces.Box(0, 1, (3,), np.float32)})
+    elif kind == "gaussian":
+        action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    else:
+        model_config.update(use_recurrent_policy=True, recurrent_hidden_size=3)
+    module = HAActorTorchRLModule(observation_space=obs_space, action_space=action_space, model_config=model_config)
+    module = module.double()
     obs = torch.randn(16, 3, dtype=torch.float64)
+    if kind == "masked":
+        mask = torch.ones(16, 3, dtype=torch.float64)
+        mask[::3, 1] = 0.0  # every third row cannot take action 1
+        batch = {Columns.OBS: {OBS: obs, ACTION_MASK: mask}}
+    elif kind == "gru":
+        batch = {
+            Columns.OBS: obs.reshape(4, 4, 3),
+            Columns.STATE_IN: {HIDDEN: torch.randn(4, 1, 3, dtype=torch.float64)},
+        }
+    else:
+        batch = {Columns.OBS: obs}
+    return module, batch, kind == "gaussian"
+
+
+@pytest.mark.parametrize("kind", ["masked", "gaussian", "gru"])
+def test_fisher_product_and_cg_against_explicit_hessian(kind):
+    """The Gauss-Newton Fisher product equals the explicit Hessian of the weighted mean KL at
+    θ_old (torch's `hessian` of the KL as a function of the flat parameters)."""
+    module, batch, continuous = _tiny_policy(kind)
     names = [n for n, _ in module.named_parameters()]
     params = [p for _, p in module.named_parameters()]
     sizes = [p.numel() for p in params]
     theta0 = torch.cat([p.detach().reshape(-1) for p in params])
+    weights = torch.rand(16, dtype=torch.float64)
+    weights[5] = 0.0  # a dead row
+    weights = weights / weights.sum()
+
+    def inputs(out: dict) -> torch.Tensor:
+        x = out[Columns.ACTION_DIST_INPUTS]
+        return x.reshape(-1, x.shape[-1])
+
     with torch.no_grad():
-        old = module.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+        old = inputs(module.forward_train(batch))
 
     def kl_of(theta):
         chunks = theta.split(sizes)
         state = {n: c.reshape(p.shape) for n, c, p in zip(names, chunks, params, strict=True)}
-        logits = functional_call(module, state, ({Columns.OBS: obs},))[Columns.ACTION_DIST_INPUTS]
-        return kl_from_dist_inputs(old, logits, continuous=False).mean()
+        new = inputs(functional_call(module, state, (batch,)))
+        return (weights * kl_from_dist_inputs(old, new, continuous)).sum()
 
     hessian = torch.autograd.functional.hessian(kl_of, theta0)
     damping = 0.1
-    fvp = fisher_vector_product(
-        lambda: kl_from_dist_inputs(
-            old, module.forward_train({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS], False
-        ).mean(),
-        params,
-        damping,
-    )
+    fvp = fisher_vector_product(lambda: inputs(module.forward_train(batch)), module, weights, continuous, damping)
     v = torch.randn_like(theta0)
     a = hessian + damping * torch.eye(len(theta0), dtype=torch.float64)
     torch.testing.assert_close(fvp(v), a @ v, rtol=1e-6, atol=1e-9)
+    torch.testing.assert_close(fvp(2 * v), a @ (2 * v), rtol=1e-6, atol=1e-9)  # the graph is reused
     g = torch.randn_like(theta0)
     x = conjugate_gradient(fvp, g, iters=200, residual_tol=1e-20)
     torch.testing.assert_close(a @ x, g, rtol=1e-5, atol=1e-6)
