@@ -100,7 +100,7 @@ def test_fisher_product_and_cg_against_explicit_hessian(kind):
 
     hessian = torch.autograd.functional.hessian(kl_of, theta0)
     damping = 0.1
-    fvp = fisher_vector_product(lambda: inputs(module.forward_train(batch)), module, weights, continuous, damping)
+    fvp = fisher_vector_product(lambda: inputs(module.forward_train(batch)), params, weights, continuous, damping)
     v = torch.randn_like(theta0)
     a = hessian + damping * torch.eye(len(theta0), dtype=torch.float64)
     torch.testing.assert_close(fvp(v), a @ v, rtol=1e-6, atol=1e-9)

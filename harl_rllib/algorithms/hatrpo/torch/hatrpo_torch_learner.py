@@ -62,7 +62,7 @@ class HATRPOTorchLearner(HATorchLearner):
 
         loss = surrogate()
         grad = self.all_sum(flat_grad(loss, params))
-        fvp = fisher_vector_product(dist_inputs, module, mask / rows, continuous, cfg.cg_damping, self.all_sum)
+        fvp = fisher_vector_product(dist_inputs, params, mask / rows, continuous, cfg.cg_damping, self.all_sum)
         step_dir = conjugate_gradient(fvp, grad, iters=cfg.cg_iters)
         shs = 0.5 * (step_dir @ fvp(step_dir))
         old_params = parameters_to_vector(params).detach().clone()
