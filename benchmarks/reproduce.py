@@ -259,8 +259,8 @@ def train_curve(
     partial: Path | None = None,
     checkpoint_every_s: float = 600.0,
 ) -> tuple[list[tuple[int, dict[str, float]]], dict[str, float] | None]:
-    """Train until the budget; one point per iteration that has a team return (with the
-    evaluation's return and win rate on the iterations that evaluated). Then the final policy
+    """Train until the budget; one point per iteration that has a training team return or an
+    evaluation (its return and win rate), with whichever it has. Then the final policy
     evaluated over `final_eval_episodes` deterministic episodes (evaluate.py's evaluation):
     marl-eval's absolute metrics, or None with 0.
 
@@ -311,7 +311,10 @@ def train_curve(
                     for name, key in (("eval_return", TEAM_RETURN), ("eval_win_rate", WIN_RATE)):
                         if (v := _number(ev.get(key))) is not None:
                             metrics[name] = v
-                if "return" in metrics:  # no finished episode yet: nothing to report
+                # An iteration with a finished training episode or an evaluation is a point. (Off-
+                # policy runs finish their 1000-step MaMuJoCo episodes every 20 iterations, rarely
+                # on an evaluating one: keeping only iterations with a training return lost them.)
+                if "return" in metrics or "eval_return" in metrics:
                     points.append((steps, metrics))
                     iterations.append(algo.iteration)
                 ret, eval_ret = metrics.get("return"), metrics.get("eval_return")

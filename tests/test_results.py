@@ -555,3 +555,25 @@ def test_reproduce_run_stopped_midway_continues_from_its_checkpoint(ray_session,
     assert [s for s, _ in resumed] == [s for s, _ in straight] == [100, 200, 300, 400]
     np.testing.assert_allclose([m["return"] for _, m in resumed], [m["return"] for _, m in straight], rtol=1e-6)
     assert len({m["return"] for _, m in straight}) > 1  # the curve moves: the comparison can fail
+
+
+def test_reproduce_keeps_evaluations_of_iterations_without_a_finished_training_episode(ray_session):
+    """Episodes longer than an iteration (MaMuJoCo's 1000 steps under the off-policy cadence of 500
+    or 1000 env steps per iteration) finish on few iterations; an evaluation on any other iteration
+    is still a point of the curve, with its eval return and no training return."""
+    from harl_rllib import HAPPOConfig
+
+    reproduce = load_reproduce()
+    config = (
+        HAPPOConfig()
+        .environment("harl_toy", env_config={"task": "distinct_actions", "episode_length": 30})
+        .env_runners(num_env_runners=0, num_envs_per_env_runner=1)
+        .debugging(seed=0)
+        .training(train_batch_size_per_learner=20, num_epochs=1, critic_epoch=1)
+        .evaluation(evaluation_interval=1, evaluation_duration=1)
+    )
+    points, _ = reproduce.train_curve(config, env_steps=10**9, stop_iters=3, label="long episodes")
+    # Iteration 1 (20 steps) finishes no training episode, iteration 2 (40 steps) the first one.
+    assert [s for s, _ in points] == [20, 40, 60]
+    assert "return" not in points[0][1] and "eval_return" in points[0][1]
+    assert all({"return", "eval_return"} <= set(m) for _, m in points[1:])
