@@ -377,7 +377,9 @@ def run_matrix(args: argparse.Namespace) -> int:
         seeds = int_list(args.seeds)
         file_overrides = load_file_overrides(args, env, tasks)
         # Every config is checked before Ray starts (unknown names, share_param with unequal spaces, ...).
-        for variant in variants:
+        # A summary (--no-train) builds none: it reads finished runs of any family, e.g. HATD3's
+        # beside HAPPO's with HAPPO's sweep file, whose PPO fields an off-policy config rejects.
+        for variant in [] if args.no_train else variants:
             for task in tasks:
                 overrides = run_overrides(file_overrides, variant, warn=True)
                 build_config(algo=variant.algo, env=env, task=task, overrides=overrides)

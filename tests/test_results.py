@@ -577,3 +577,22 @@ def test_reproduce_keeps_evaluations_of_iterations_without_a_finished_training_e
     assert [s for s, _ in points] == [20, 40, 60]
     assert "return" not in points[0][1] and "eval_return" in points[0][1]
     assert all({"return", "eval_return"} <= set(m) for _, m in points[1:])
+
+
+def test_reproduce_summary_of_both_families_with_one_sweep_file(tmp_path, capsys):
+    """`--no-train` summarizes the published HalfCheetah runs of HAPPO, HATD3 and HASAC with HAPPO's
+    sweep file (as §6 of docs/RESULTS.md does with MPE's): a summary builds no config, so the PPO
+    fields that an off-policy config rejects do not stop it."""
+    import shutil
+
+    reproduce = load_reproduce()
+    published = ROOT / "docs" / "results" / "mamujoco_halfcheetah_1m" / "runs"
+    shutil.copytree(published, tmp_path / "runs")
+    argv = ["--env", "mamujoco", "--tasks", "HalfCheetah-2x3", "--algos", "happo,hatd3,hasac", "--seeds", "1"]
+    argv += ["--config", str(ROOT / "tune_configs" / "happo_mamujoco_halfcheetah_2x3.yaml")]
+    assert reproduce.main([*argv, "--no-train", "--env-steps", "1000000", "--out", str(tmp_path)]) == 0
+    table = (tmp_path / "table.md").read_text()
+    assert all(f"| {algo} |" in table for algo in ("happo", "hatd3", "hasac"))
+    # Training still checks every config before Ray starts: HAPPO's fields are an error for HATD3.
+    assert reproduce.main([*argv, "--env-steps", "1000000", "--out", str(tmp_path / "train")]) == 2
+    assert "Unknown config field(s)" in capsys.readouterr().err
