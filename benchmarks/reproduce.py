@@ -379,10 +379,11 @@ def run_matrix(args: argparse.Namespace) -> int:
         # Every config is checked before Ray starts (unknown names, share_param with unequal spaces, ...).
         # A summary (--no-train) builds none: it reads finished runs of any family, e.g. HATD3's
         # beside HAPPO's with HAPPO's sweep file, whose PPO fields an off-policy config rejects.
-        for variant in [] if args.no_train else variants:
-            for task in tasks:
-                overrides = run_overrides(file_overrides, variant, warn=True)
-                build_config(algo=variant.algo, env=env, task=task, overrides=overrides)
+        if not args.no_train:
+            for variant in variants:
+                for task in tasks:
+                    overrides = run_overrides(file_overrides, variant, warn=True)
+                    build_config(algo=variant.algo, env=env, task=task, overrides=overrides)
     except (ValueError, FileNotFoundError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

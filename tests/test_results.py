@@ -9,6 +9,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -583,8 +584,6 @@ def test_reproduce_summary_of_both_families_with_one_sweep_file(tmp_path, capsys
     """`--no-train` summarizes the published HalfCheetah runs of HAPPO, HATD3 and HASAC with HAPPO's
     sweep file (as §6 of docs/RESULTS.md does with MPE's): a summary builds no config, so the PPO
     fields that an off-policy config rejects do not stop it."""
-    import shutil
-
     reproduce = load_reproduce()
     published = ROOT / "docs" / "results" / "mamujoco_halfcheetah_1m" / "runs"
     shutil.copytree(published, tmp_path / "runs")
