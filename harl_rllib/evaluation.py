@@ -9,7 +9,6 @@ one env runner is built from it, and the actors' weights are loaded from the lea
 
 from __future__ import annotations
 
-import math
 import pickle
 from collections.abc import Sequence
 from pathlib import Path
@@ -138,17 +137,23 @@ def episode_results(episodes: Sequence[Any]) -> tuple[list[float], list[int], li
     return returns, lengths, wins
 
 
-def interval95(values: Sequence[float]) -> tuple[float, float, float]:
-    """Mean and its 95% confidence interval (Student's t; NaN bounds for one value)."""
+def interval95(values: Sequence[float]) -> tuple[float, list[float] | None]:
+    """Mean and its 95% confidence interval (Student's t); no interval (None) for one value, so
+    that `--json` stays valid JSON (no NaN) and the summary says so instead of printing [nan, nan]."""
     from scipy import stats
 
     x = np.asarray(values, float)
     mean = float(x.mean())
-    if len(x) < 2 or float(x.std()) == 0.0:
-        half = math.nan if len(x) < 2 else 0.0
-        return mean, mean - half, mean + half
+    if len(x) < 2:
+        return mean, None
+    if float(x.std()) == 0.0:
+        return mean, [mean, mean]
     low, high = stats.t.interval(0.95, len(x) - 1, loc=mean, scale=stats.sem(x))
-    return mean, float(low), float(high)
+    return mean, [float(low), float(high)]
+
+
+def format_interval(ci: list[float] | None, digits: int) -> str:
+    return "no 95% CI (one episode)" if ci is None else f"95% CI [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def evaluate(
@@ -188,7 +193,7 @@ def evaluate(
         config, seed = runner.config, runner.config.seed
     finally:
         runner.stop()
-    mean, low, high = interval95(returns)
+    mean, ci = interval95(returns)
     out: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "env": str(config.env).removeprefix("harl_"),
@@ -198,14 +203,14 @@ def evaluate(
         "deterministic": not explore,
         "seed": seed,
         "team_return_mean": mean,
-        "team_return_ci95": [low, high],
+        "team_return_ci95": ci,
         "team_return_std": float(np.std(returns)),
         "team_returns": returns,
         "episode_lengths": lengths,
     }
     if wins:
-        w, wl, wh = interval95(wins)
-        out |= {"win_rate": w, "win_rate_ci95": [max(0.0, wl), min(1.0, wh)]}
+        w, wci = interval95(wins)
+        out |= {"win_rate": w, "win_rate_ci95": None if wci is None else [max(0.0, wci[0]), min(1.0, wci[1])]}
     if render is not None:
         frames = [f for ep in RecordFrames.episodes[:render_episodes] for f in ep]
         out["render"] = str(write_animation(render, frames, fps, render_scale))
@@ -250,17 +255,15 @@ def write_animation(path: str | Path, frames: Sequence[np.ndarray], fps: int, sc
 
 
 def format_summary(result: dict[str, Any]) -> str:
-    lo, hi = result["team_return_ci95"]
     mode = "deterministic" if result["deterministic"] else "sampled"
     lines = [
         f"{result['algorithm']} on {result['env']} {result['task'] or ''}: {result['episodes']} {mode} episodes "
         f"(seed {result['seed']})",
-        f"team return  {result['team_return_mean']:.2f}  95% CI [{lo:.2f}, {hi:.2f}]  "
+        f"team return  {result['team_return_mean']:.2f}  {format_interval(result['team_return_ci95'], 2)}  "
         f"std {result['team_return_std']:.2f}",
     ]
     if "win_rate" in result:
-        wl, wh = result["win_rate_ci95"]
-        lines.append(f"win rate     {result['win_rate']:.3f}  95% CI [{wl:.3f}, {wh:.3f}]")
+        lines.append(f"win rate     {result['win_rate']:.3f}  {format_interval(result['win_rate_ci95'], 3)}")
     if "render" in result:
         lines.append(f"animation    {result['render']} ({result['frames']} frames)")
     return "\n".join(lines)

@@ -87,6 +87,14 @@ def test_evaluate_reproduces_the_runs_evaluation_deterministically(evaluated_run
     assert "HAPPO on mpe simple_spread_v3: 3 deterministic episodes (seed 7)" in text
     assert "team return" in text and "95% CI [" in text and "win rate" not in text  # MPE has no wins
 
+    # One episode has no interval: strict JSON (no NaN) with null, and the summary says so.
+    assert cli.main([str(run_dir), "--episodes", "1", "--json"]) == 0
+    one = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"{c} in --json output"))
+    assert one["episodes"] == 1 and one["team_return_ci95"] is None
+    assert cli.main([str(run_dir), "--episodes", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "no 95% CI (one episode)" in text and "nan" not in text
+
 
 def test_evaluate_py_errors_are_clear(tmp_path, capsys):
     cli = _evaluate_cli()
