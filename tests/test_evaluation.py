@@ -185,7 +185,7 @@ def test_evaluate_renders_a_smax_battle(ray_session, tmp_path):
     result = evaluate(checkpoint, episodes=1, render=gif)
     (length,) = result["episode_lengths"]
     assert 1 <= length <= 13 and result["frames"] == length + 1  # 13: max_steps + 1, as observed of jaxmarl
-    assert 0.0 <= result["win_rate"] <= 1.0 and len(result["win_rate_ci95"]) == 2
+    assert result["win_rate"] in (0.0, 1.0) and result["win_rate_ci95"] is None  # one battle: no interval
     stored, size, duration = _gif(gif)
     assert size == (660, 690) and 1 <= stored <= length + 1 and duration == (length + 1) * 100
 
