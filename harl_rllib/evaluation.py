@@ -32,7 +32,7 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if not p.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if (p / CHECKPOINT_MARKER).is_file():
-        return p
+        return p.absolute()  # as `last_checkpoint`'s
     if p.is_dir():
         try:
             return last_checkpoint(p)

@@ -244,10 +244,11 @@ def save_checkpoint(algo, path: Path) -> None:
 
 
 def last_checkpoint(run_dir: Path) -> Path:
-    """The newest complete checkpoint of a run (see `save_checkpoint`)."""
+    """The newest complete checkpoint of a run (see `save_checkpoint`), as an absolute path:
+    Ray's checkpoint loader reads a relative one as a URI and fails."""
     for name in ("checkpoint", "checkpoint.old"):
         if (run_dir / name).is_dir():
-            return run_dir / name
+            return (run_dir / name).absolute()
     raise FileNotFoundError(f"No checkpoint in {run_dir} to resume from")
 
 

@@ -63,7 +63,7 @@ def test_train_py_reports_evaluations_and_draws_curves(evaluated_run):
         assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 200
 
 
-def test_evaluate_reproduces_the_runs_evaluation_deterministically(evaluated_run, capsys):
+def test_evaluate_reproduces_the_runs_evaluation_deterministically(evaluated_run, monkeypatch, capsys):
     """With the run's seed and envs and the same 5 episodes, evaluate.py plays exactly the
     battles of the run's last evaluation (same weights, same env seeds, deterministic actions);
     twice the same; sampled actions play differently."""
@@ -94,6 +94,12 @@ def test_evaluate_reproduces_the_runs_evaluation_deterministically(evaluated_run
     assert cli.main([str(run_dir), "--episodes", "1"]) == 0
     text = capsys.readouterr().out
     assert "no 95% CI (one episode)" in text and "nan" not in text
+
+    # A relative path, as a user types `evaluate.py results/<run>` (Ray's loaders take it for a URI).
+    monkeypatch.chdir(run_dir.parent.parent)
+    for path in (f"results/{run_dir.name}", f"results/{run_dir.name}/checkpoint"):
+        assert cli.main([path, "--episodes", "1", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["team_returns"] == one["team_returns"]
 
 
 def test_evaluate_py_errors_are_clear(tmp_path, capsys):

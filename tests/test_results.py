@@ -528,10 +528,12 @@ def test_reproduce_end_to_end(tmp_path, capsys):
     assert reproduce.main([*argv, "--no-train", "--out", str(tmp_path / "empty")]) == 2
 
 
-def test_reproduce_run_stopped_midway_continues_from_its_checkpoint(ray_session, tmp_path, capsys):
+def test_reproduce_run_stopped_midway_continues_from_its_checkpoint(ray_session, tmp_path, monkeypatch, capsys):
     """A run stopped after iteration 2 whose last checkpoint (OUT/partial/...) is iteration 1
     continues from iteration 1 and ends with the same curve as an uninterrupted run: the
-    restored algorithm's exact state, and the points recorded up to that checkpoint."""
+    restored algorithm's exact state, and the points recorded up to that checkpoint. The
+    directory is relative, as under a user's `--out docs/results/...` (Ray's checkpoint loader
+    takes a relative path for a URI without a scheme and fails: the resume once did)."""
     from harl_rllib import HAPPOConfig
 
     reproduce = load_reproduce()
@@ -543,7 +545,8 @@ def test_reproduce_run_stopped_midway_continues_from_its_checkpoint(ray_session,
         .training(train_batch_size_per_learner=100, num_epochs=2, critic_epoch=2)
     )
     straight, _ = reproduce.train_curve(config, env_steps=10**9, stop_iters=4, label="straight")
-    partial = tmp_path / "partial"
+    monkeypatch.chdir(tmp_path)
+    partial = Path("partial")
     stopped, _ = reproduce.train_curve(
         config, env_steps=10**9, stop_iters=2, label="stopped", partial=partial, checkpoint_every_s=0
     )
