@@ -182,6 +182,12 @@ def test_no_checkpoint_holds_nonfinite_weights(ray_session, tmp_path, monkeypatc
         monkeypatch.chdir(tmp_path)
         algo.save_to_path("relative_checkpoint")  # a relative path works (RLlib's needs an absolute one)
         assert (tmp_path / "relative_checkpoint").is_dir()
+        restored = type(algo).from_checkpoint("relative_checkpoint")  # and loads from one
+        try:
+            assert restored.iteration == algo.iteration == 1
+        finally:
+            restored.stop()
+        algo.restore_from_path("relative_checkpoint")
         save_checkpoint(algo, tmp_path / "checkpoint")
         learner = algo.learner_group._learner
         with torch.no_grad():

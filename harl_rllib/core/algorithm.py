@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tree
@@ -35,6 +36,13 @@ def _sample_and_metrics(runner) -> tuple[list, dict, Exception | None]:
     return runner.sample(), runner.get_metrics(), getattr(runner, "fatal_error", None)
 
 
+def _local_absolute(path: Any) -> Any:
+    """A relative local path (str or Path) made absolute; a URI, a Checkpoint or None as is."""
+    if isinstance(path, (str, Path)) and "://" not in str(path):
+        return os.path.abspath(os.path.expanduser(str(path)))
+    return path
+
+
 class NonFiniteCheckpointError(FloatingPointError):
     """A checkpoint would hold NaN or inf weights."""
 
@@ -52,10 +60,19 @@ class HAAlgorithm(Algorithm):
         """RLlib's `save_to_path` with two guards: a relative local path is taken from the
         working directory (pyarrow, which RLlib hands it to, accepts only absolute paths and
         URIs), and nothing is written while any weight or statistic is NaN or inf."""
-        if path is not None and "://" not in str(path):
-            path = os.path.abspath(os.path.expanduser(str(path)))
         self.check_finite_weights()
-        return super().save_to_path(path, **kwargs)
+        return super().save_to_path(_local_absolute(path), **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, path: Any, filesystem: Any = None, **kwargs) -> Algorithm:
+        """RLlib's `from_checkpoint`; a relative local path, as `save_to_path` writes one."""
+        return super().from_checkpoint(_local_absolute(path) if filesystem is None else path, filesystem, **kwargs)
+
+    def restore_from_path(self, path: Any, *args, **kwargs) -> None:
+        """RLlib's `restore_from_path`; a relative local path, as `save_to_path` writes one."""
+        if kwargs.get("filesystem") is None:
+            path = _local_absolute(path)
+        return super().restore_from_path(path, *args, **kwargs)
 
     def check_finite_weights(self) -> None:
         """Raise `NonFiniteCheckpointError` naming the first module/tensor that is not finite."""
